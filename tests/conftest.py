@@ -1,0 +1,45 @@
+"""Shared test fixtures: seeding, the real NUAA-SIRST location, and a temporary data root."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HNANAS_SHARED", REPO.parent / "shared"))
+NUAA = SHARED / "datasets" / "NUAA-SIRST"
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    try:
+        import torch
+
+        torch.manual_seed(0)
+    except ImportError:  # pragma: no cover
+        pass
+    yield
+
+
+@pytest.fixture
+def nuaa_root() -> Path:
+    """The real NUAA-SIRST benchmark from ../shared (read-only); skipped when it is not beside the repo."""
+    if not (NUAA / "images").is_dir():
+        pytest.skip(f"real NUAA-SIRST not found at {NUAA}")
+    return NUAA
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch) -> Path:
+    """An empty data root; HNANAS_DATA and the cache folder point into the test's tmp dir."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("HNANAS_DATA", str(root))
+    monkeypatch.setenv("HNANAS_CACHE", str(tmp_path / "cache"))
+    return root
