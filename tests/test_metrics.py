@@ -96,6 +96,14 @@ def test_target_free_image_predicted_empty_counts_as_perfect_in_niou():
     assert math.isnan(only_background["pd"]) and only_background["fa"] == 0.0
 
 
+def test_components_are_eight_connected():
+    gt, pred = blank(8, 8), blank(8, 8)
+    gt[2, 2] = gt[3, 3] = True  # diagonal neighbours: one target, centroid (2.5, 2.5)
+    pred[3, 2] = pred[2, 3] = True  # the other diagonal: one component, same centroid
+    m = compute_metrics([pred], [gt])
+    assert (m["n_targets"], m["n_pred_components"], m["n_detected"], m["fa_pixels"]) == (1, 1, 1, 0)
+
+
 def test_one_component_touching_two_targets_matches_one():
     gt, pred = blank(12, 12), blank(12, 12)
     gt[5, 4] = True  # two 1-px targets, two columns apart (separate components)
