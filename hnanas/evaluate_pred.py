@@ -1,0 +1,123 @@
+"""Scoring a folder of prediction PNGs against ground-truth masks (``hnanas evaluate --pred``).
+
+Contract of the folder: one file ``<id>.png`` per scored id, the size of that id's original image (the size of
+its mask), 8-bit gray values 0..255 where ``> 127`` is target (0/255 binary masks, or probabilities x 255).
+Files for ids that are not listed are ignored (and counted in the log). A listed id without its file, a file
+Pillow cannot decode, or a prediction whose size differs from its mask is a one-line ``DataError`` naming the
+file, so a half-written or mis-sized submission is never scored silently.
+
+Ground truth comes as a mapping id -> mask path (``None`` for a target-free background image, whose mask is
+then empty at the prediction's size). Masks are read by :func:`read_mask`, the one place to swap for the
+dataset layer's ``load_mask``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from hnanas.errors import DataError
+from hnanas.metrics import IRSTMetrics
+from hnanas.progress import progress
+
+log = logging.getLogger(__name__)
+
+PREDICTION_THRESHOLD = 127  # a prediction pixel is target when its 8-bit value is > 127
+_EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA"}
+_MAX_NAMED = 5  # missing ids named in one error message
+
+
+def read_gray_png(path: Path, what: str) -> np.ndarray:
+    """An 8-bit PNG as a uint8 HxW array (colour and palette images converted to gray); ``DataError`` otherwise.
+
+    ``what`` says what the file is ("prediction", "mask") in the message.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode not in _EIGHT_BIT_MODES:
+                raise DataError(f"{path}: {what} is a {mode} image; expected an 8-bit gray PNG (values 0..255)")
+            if mode == "1":
+                return np.asarray(image, dtype=np.uint8) * np.uint8(255)
+            return np.asarray(image if mode == "L" else image.convert("L"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} file not found") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: {what} is not an image file Pillow can read; "
+                        f"rewrite it as an 8-bit gray PNG") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: unreadable {what} PNG ({type(exc).__name__}: {exc}); "
+                        f"rewrite it as an 8-bit gray PNG") from None
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """A prediction PNG as a bool HxW target map (``value > 127``)."""
+    return read_gray_png(path, "prediction") > PREDICTION_THRESHOLD
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A ground-truth mask PNG as bool HxW: 0/255 masks are target above 127, 0/1 masks above 0.
+
+    Interim reader; the dataset layer's ``load_mask`` replaces it once it lands.
+    """
+    values = read_gray_png(path, "mask")
+    return values > (0 if values.max(initial=0) <= 1 else 127)
+
+
+def _check_all_present(pred_dir: Path, ids: list[str]) -> None:
+    """Raise one ``DataError`` naming the first missing prediction (and how many others) before any scoring."""
+    missing = [i for i in ids if not (pred_dir / f"{i}.png").is_file()]
+    if not missing:
+        return
+    first = pred_dir / f"{missing[0]}.png"
+    more = ""
+    if len(missing) > 1:
+        named = ", ".join(missing[1:_MAX_NAMED + 1]) + (", ..." if len(missing) > _MAX_NAMED + 1 else "")
+        more = f" (and {len(missing) - 1} more of {len(ids)} ids: {named})"
+    raise DataError(f"{first}: prediction missing{more}; write one <id>.png per listed image into {pred_dir}")
+
+
+def score_prediction_folder(pred_dir: str | os.PathLike, masks: Mapping[str, str | os.PathLike | None], *,
+                            max_centroid_distance: float = 3.0) -> dict[str, float | int]:
+    """Score ``pred_dir/<id>.png`` against ``masks[id]`` for every listed id; returns the metrics dict.
+
+    The dict is :meth:`hnanas.metrics.IRSTMetrics.compute`'s (``iou``, ``niou``, ``pd``, ``fa``, counts).
+    Raises ``DataError`` for a missing folder, an empty id list, a missing or unreadable prediction or mask,
+    and a prediction whose size differs from its mask.
+    """
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: prediction folder not found; pass the folder holding the <id>.png files")
+    ids = sorted(masks)
+    if not ids:
+        raise DataError(f"{pred_dir}: no image ids to score (the test split is empty)")
+    _check_all_present(pred_dir, ids)
+    extra = {p.stem for p in pred_dir.glob("*.png")} - set(ids)
+    if extra:
+        log.info("%s: ignoring %d prediction(s) not in the list, e.g. %s", pred_dir, len(extra), min(extra))
+
+    metrics = IRSTMetrics(max_centroid_distance=max_centroid_distance)
+    for image_id in progress(ids, desc="scoring", unit="img"):
+        pred_path = pred_dir / f"{image_id}.png"
+        prediction = read_prediction(pred_path)
+        mask_path = masks[image_id]
+        if mask_path is None:
+            mask = np.zeros_like(prediction)
+        else:
+            mask = read_mask(Path(mask_path))
+            if mask.shape != prediction.shape:
+                raise DataError(f"{pred_path}: prediction is {_wxh(prediction)} but its mask {mask_path} is "
+                                f"{_wxh(mask)}; predictions must have the original image size")
+        metrics.update(prediction, mask)
+    return metrics.compute()
+
+
+def _wxh(array: np.ndarray) -> str:
+    """An image size as width x height, the way image viewers and PIL report it."""
+    return f"{array.shape[1]}x{array.shape[0]}"
