@@ -1,0 +1,193 @@
+"""``hnanas ops verify``: equivalence and ONNX Runtime latency of train form, deploy form and a plain 3×3 conv.
+
+For each op at one shape (c_in = c_out = C, stride 1):
+
+1. **Equivalence** (:mod:`hnanas.ops.equivalence`): train vs deploy form with randomised BN statistics, float32
+   and float64; plus the exported deploy ONNX model vs torch, and a check that the deploy graph has no
+   BatchNormalization left.
+2. **Latency**: the train form, the deploy form and the reference (``Conv2d(C, C, 3, padding=1)`` followed by
+   the op's deploy activation) are exported with the same exporter and timed in ONNX Runtime, interleaved in
+   ``rounds`` rounds (round r visits the three models starting at model r mod 3: A B C, B C A, C A B, ...), each
+   visit being one :func:`hnanas.runtime.time_session` call (its own warm-up, then repeats for at least
+   ``min_time_s``). A model's latency is the median over rounds of the per-visit medians; its spread is
+   (p90 − p10)/median of those round medians. Interleaving spreads slow phases of a shared machine over all
+   three models instead of biasing whichever was measured during them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hnanas.envinfo import environment
+from hnanas.ops.counting import count_macs, count_params
+from hnanas.ops.equivalence import (RELATIVE_ERROR_DEFINITION, TOLERANCE_F32, TOLERANCE_F64, EquivalenceResult,
+                                    check_equivalence, relative_error, train_and_deploy)
+from hnanas.ops.registry import list_ops, op_info
+from hnanas.progress import progress
+from hnanas.runtime import OPSET, Timing, export_onnx, make_session, random_inputs, session_settings, time_session
+
+#: Tolerance of the exported deploy model (ONNX Runtime) against torch: a guard against a wrong export.
+ONNX_TOLERANCE = 1e-4
+MODELS = ("train", "deploy", "plain_conv")
+
+
+def plain_conv_reference(channels: int, activation: str = "relu") -> nn.Module:
+    """``Conv2d(C, C, 3, padding=1)`` followed by ``activation`` ("relu" or "none"): what a fused 3×3 op should
+    cost."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1)
+    return nn.Sequential(conv, nn.ReLU()) if activation == "relu" else nn.Sequential(conv)
+
+
+def onnx_op_types(model_bytes: bytes) -> list[str]:
+    """Node types of an ONNX model's main graph, in order."""
+    import onnx
+
+    return [node.op_type for node in onnx.load_from_string(model_bytes).graph.node]
+
+
+def interleaved_timings(sessions: dict[str, object], feeds: dict[str, np.ndarray], *, rounds: int,
+                        min_time_s: float, warmup: int = 3) -> dict[str, Timing]:
+    """Time ``sessions`` interleaved over ``rounds`` rounds with rotating start (see module docstring); returns
+    per model a :class:`Timing` over the round medians (``n`` = rounds)."""
+    names = list(sessions)
+    medians: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for i in range(len(names)):
+            name = names[(r + i) % len(names)]
+            timing = time_session(sessions[name], feeds, warmup=warmup, min_time_s=min_time_s)
+            medians[name].append(timing.median_ms)
+    return {n: Timing.from_samples(v) for n, v in medians.items()}
+
+
+@dataclass
+class OpVerification:
+    """Everything ``ops verify`` measured for one op."""
+
+    name: str
+    family: str
+    equivalence: EquivalenceResult
+    onnx_max_rel_err: float
+    deploy_onnx_ops: list[str]
+    timings: dict[str, Timing]  # keys: MODELS
+    macs: dict[str, int]  # train / deploy
+    params: dict[str, int]  # train / deploy
+
+    @property
+    def passed(self) -> bool:
+        return (self.equivalence.passed and self.onnx_max_rel_err <= ONNX_TOLERANCE
+                and "BatchNormalization" not in self.deploy_onnx_ops)
+
+    def to_dict(self) -> dict:
+        t = {k: v.median_ms for k, v in self.timings.items()}
+        return {
+            "family": self.family,
+            "max_rel_err": self.equivalence.max_rel_err,
+            "max_rel_err_f64": self.equivalence.max_rel_err_f64,
+            "max_abs_err": self.equivalence.max_abs_err,
+            "max_abs_err_f64": self.equivalence.max_abs_err_f64,
+            "onnx_max_rel_err": self.onnx_max_rel_err,
+            "train_ms": t["train"],
+            "deploy_ms": t["deploy"],
+            "plain_conv_ms": t["plain_conv"],
+            "deploy_over_plain": t["deploy"] / t["plain_conv"],
+            "train_over_deploy": t["train"] / t["deploy"],
+            "spread": {k: v.spread for k, v in self.timings.items()},
+            "p10_ms": {k: v.p10_ms for k, v in self.timings.items()},
+            "p90_ms": {k: v.p90_ms for k, v in self.timings.items()},
+            "deploy_onnx_ops": self.deploy_onnx_ops,
+            "macs": self.macs,
+            "params": self.params,
+            "passed": self.passed,
+        }
+
+
+@dataclass
+class VerifyReport:
+    """Result of :func:`verify_ops`: one :class:`OpVerification` per op, and the settings it ran under."""
+
+    ops: dict[str, OpVerification]
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.ops.values())
+
+    def to_dict(self) -> dict:
+        return {"ops": {n: v.to_dict() for n, v in self.ops.items()}, "settings": self.settings,
+                "passed": self.passed}
+
+    def format_table(self) -> str:
+        """A fixed-width table for the terminal (the CLI prints it)."""
+        head = (f"{'op':<9} {'rel err f32':>11} {'rel err f64':>11} {'train ms':>9} {'deploy ms':>9} "
+                f"{'3x3 ms':>8} {'dep/3x3':>7} {'trn/dep':>7} {'spread':>6}  ok")
+        lines = [head, "-" * len(head)]
+        for name, v in self.ops.items():
+            d = v.to_dict()
+            spread = max(d["spread"].values())
+            lines.append(f"{name:<9} {d['max_rel_err']:>11.2e} {d['max_rel_err_f64']:>11.2e} {d['train_ms']:>9.3f} "
+                         f"{d['deploy_ms']:>9.3f} {d['plain_conv_ms']:>8.3f} {d['deploy_over_plain']:>7.3f} "
+                         f"{d['train_over_deploy']:>7.2f} {spread:>6.1%}  {'yes' if v.passed else 'NO'}")
+        s = self.settings
+        lines.append(f"shape {s['shape']}, {s['threads']} thread(s), {s['rounds']} interleaved rounds; "
+                     f"max_rel_err = {RELATIVE_ERROR_DEFINITION}; tolerances {TOLERANCE_F32:g} (f32), "
+                     f"{TOLERANCE_F64:g} (f64); spread = (p90-p10)/median of round medians (largest of the 3)")
+        return "\n".join(lines)
+
+
+def verify_op(name: str, shape: tuple[int, int, int], *, threads: int = 1, rounds: int = 7,
+              min_time_s: float = 0.25, seed: int = 0, dynamo: bool = True) -> OpVerification:
+    """Equivalence and interleaved latency of op ``name`` at ``shape`` = (C, H, W), c_in = c_out = C, stride 1."""
+    c, h, w = shape
+    info = op_info(name)
+    equivalence = check_equivalence(name, c, c, 1, (h, w), seed=seed)
+    train, deploy = train_and_deploy(name, c, c, 1, seed=seed)
+    plain = plain_conv_reference(c, info.activation).eval()
+    example = torch.randn((1, c, h, w), generator=torch.Generator().manual_seed(seed + 2))
+    models = {"train": export_onnx(train, example, dynamo=dynamo), "deploy": export_onnx(deploy, example, dynamo=dynamo),
+              "plain_conv": export_onnx(plain, example, dynamo=dynamo)}
+    sessions = {k: make_session(v, "cpu", threads=threads) for k, v in models.items()}
+    feeds = random_inputs(sessions["deploy"], seed=seed)
+    (onnx_out,) = sessions["deploy"].run(None, {sessions["deploy"].get_inputs()[0].name: example.numpy()})
+    with torch.no_grad():
+        _, onnx_rel = relative_error(torch.from_numpy(onnx_out), deploy(example))
+    timings = interleaved_timings(sessions, feeds, rounds=rounds, min_time_s=min_time_s)
+    return OpVerification(
+        name=name, family=info.family, equivalence=equivalence, onnx_max_rel_err=onnx_rel,
+        deploy_onnx_ops=onnx_op_types(models["deploy"]), timings=timings,
+        macs={"train": count_macs(train, shape), "deploy": count_macs(deploy, shape)},
+        params={"train": count_params(train), "deploy": count_params(deploy)},
+    )
+
+
+def verify_ops(names: Sequence[str] | None = None, shape: tuple[int, int, int] = (16, 256, 256), *,
+               threads: int = 1, rounds: int = 7, min_time_s: float = 0.25, seed: int = 0,
+               dynamo: bool = True) -> VerifyReport:
+    """:func:`verify_op` for ``names`` (default: every re-parameterisable op), with a progress bar over ops."""
+    names = list(names) if names is not None else list_ops(reparameterizable=True)
+    for name in names:
+        op_info(name)  # unknown names fail before any work
+    results: dict[str, OpVerification] = {}
+    for name in progress(names, desc="ops verify", unit="op"):
+        results[name] = verify_op(name, shape, threads=threads, rounds=rounds, min_time_s=min_time_s, seed=seed,
+                                  dynamo=dynamo)
+    probe = make_session(export_onnx(plain_conv_reference(shape[0]), torch.zeros((1,) + tuple(shape)), dynamo=False),
+                         "cpu", threads=threads)
+    settings = {
+        "shape": list(shape), "c_in": shape[0], "c_out": shape[0], "stride": 1, "threads": threads,
+        "rounds": rounds, "min_time_s_per_visit": min_time_s, "warmup_runs_per_visit": 3, "seed": seed,
+        "order": "interleaved; round r starts at model r mod 3 of (train, deploy, plain_conv)",
+        "latency_statistic": "median over rounds of per-visit medians; spread = (p90-p10)/median over rounds",
+        "exporter": "dynamo" if dynamo else "torchscript", "opset": OPSET,
+        "plain_conv": "Conv2d(C, C, 3, padding=1) + the op's deploy activation",
+        "max_rel_err_definition": RELATIVE_ERROR_DEFINITION,
+        "tolerance_f32": TOLERANCE_F32, "tolerance_f64": TOLERANCE_F64, "onnx_tolerance": ONNX_TOLERANCE,
+        "bn_statistics": "randomised (running mean/var, weight, bias); eval mode",
+        "session": session_settings(probe, "cpu", threads),
+        "environment": environment(),
+    }
+    return VerifyReport(results, settings)
