@@ -12,7 +12,7 @@ from hnanas.cli import main
 from hnanas.ops import list_ops, register_op, unregister_op
 from hnanas.ops.blocks import ConvBN
 from hnanas.ops.repblock import RepBlock
-from hnanas.ops.verify import interleaved_timings, verify_ops
+from hnanas.ops.verify import interleaved_round_medians, paired_ratio, verify_ops
 
 
 class _OffByOnePercent(ConvBN):
@@ -54,8 +54,9 @@ def test_ops_verify_writes_json_and_passes(tmp_path, capsys):
                 "train_over_deploy"):
         assert isinstance(entry[key], float), key
     assert entry["max_rel_err"] <= 1e-5 and entry["max_rel_err_f64"] <= 1e-10
-    assert entry["deploy_onnx_ops"] == ["Conv", "Relu"]
-    assert entry["deploy_over_plain"] == pytest.approx(entry["deploy_ms"] / entry["plain_conv_ms"])
+    assert entry["deploy_onnx_ops"] == ["Conv", "Relu"] and entry["deploy_graph_equals_plain"] is True
+    ratios = [d / p for d, p in zip(entry["round_ms"]["deploy"], entry["round_ms"]["plain_conv"])]
+    assert len(ratios) == 2 and entry["deploy_over_plain"] == pytest.approx(sum(ratios) / 2)
     settings = data["settings"]
     assert settings["shape"] == [8, 16, 16] and settings["threads"] == 1 and settings["rounds"] == 2
     assert "max|deploy - train| / max|train|" in settings["max_rel_err_definition"]
@@ -74,6 +75,7 @@ def test_verify_ops_library_reports_every_op():
     report = verify_ops(["ecb", "repdw"], (8, 16, 16), rounds=2, min_time_s=0.005, dynamo=False)
     assert list(report.ops) == ["ecb", "repdw"] and report.passed
     assert report.ops["repdw"].deploy_onnx_ops == ["Conv", "Relu", "Conv", "Relu"]
+    assert report.ops["ecb"].deploy_graph_equals_plain and not report.ops["repdw"].deploy_graph_equals_plain
     assert report.ops["ecb"].macs["train"] > report.ops["ecb"].macs["deploy"]
     assert all(t.n == 2 for t in report.ops["ecb"].timings.values())
     assert "ecb" in report.format_table()
@@ -109,10 +111,18 @@ class _FakeSession:
         return [torch.zeros(1).numpy()]
 
 
-def test_interleaved_timings_rotate_the_start_each_round():
+def test_interleaved_rounds_rotate_the_start_each_round():
     log: list[str] = []
     sessions = {n: _FakeSession(n, log) for n in "ABC"}
-    timings = interleaved_timings(sessions, {}, rounds=3, min_time_s=0.0, warmup=1)
+    medians = interleaved_round_medians(sessions, {}, rounds=3, min_time_s=0.0, warmup=1)
     visits = [log[i] for i in range(0, len(log), 11)]  # each visit: 1 warm-up + 10 timed runs
     assert len(log) == 9 * 11 and visits == list("ABCBCACAB")
-    assert set(timings) == set("ABC") and all(t.n == 3 for t in timings.values())
+    assert set(medians) == set("ABC") and all(len(v) == 3 for v in medians.values())
+
+
+def test_paired_ratio_cancels_load_changes_between_rounds():
+    # the machine gets 2x and 3x slower in later rounds; the within-round ratio stays 1.01
+    plain = [1.0, 2.0, 3.0]
+    deploy = [1.01, 2.02, 3.03]
+    assert paired_ratio(deploy, plain).median_ms == pytest.approx(1.01)
+    assert paired_ratio(deploy, plain).spread == pytest.approx(0.0, abs=1e-9)

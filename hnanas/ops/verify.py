@@ -11,7 +11,12 @@ For each op at one shape (c_in = c_out = C, stride 1):
    visit being one :func:`hnanas.runtime.time_session` call (its own warm-up, then repeats for at least
    ``min_time_s``). A model's latency is the median over rounds of the per-visit medians; its spread is
    (p90 − p10)/median of those round medians. Interleaving spreads slow phases of a shared machine over all
-   three models instead of biasing whichever was measured during them.
+   three models instead of biasing whichever was measured during them. The ratios ``deploy_over_plain`` and
+   ``train_over_deploy`` are paired: the median over rounds of the ratio within each round, which cancels load
+   changes between rounds (their spread is reported too).
+3. **Graph check**: whether the deploy ONNX graph equals the plain conv's up to weight values and names
+   (same nodes, attributes and initializer shapes): for the ``rep3x3`` ops this is the premise of the latency
+   target, checked exactly rather than through noisy timings.
 """
 
 from __future__ import annotations
@@ -50,10 +55,21 @@ def onnx_op_types(model_bytes: bytes) -> list[str]:
     return [node.op_type for node in onnx.load_from_string(model_bytes).graph.node]
 
 
-def interleaved_timings(sessions: dict[str, object], feeds: dict[str, np.ndarray], *, rounds: int,
-                        min_time_s: float, warmup: int = 3) -> dict[str, Timing]:
+def graph_signature(model_bytes: bytes) -> tuple:
+    """An ONNX graph up to tensor names and weight values: node types with their attributes, and the shapes of
+    the initializers. Two models with equal signatures run the same kernels."""
+    import onnx
+
+    graph = onnx.load_from_string(model_bytes).graph
+    nodes = tuple((n.op_type, tuple(sorted((a.name, repr(onnx.helper.get_attribute_value(a))) for a in n.attribute)))
+                  for n in graph.node)
+    return nodes, tuple(sorted(tuple(t.dims) for t in graph.initializer))
+
+
+def interleaved_round_medians(sessions: dict[str, object], feeds: dict[str, np.ndarray], *, rounds: int,
+                              min_time_s: float, warmup: int = 3) -> dict[str, list[float]]:
     """Time ``sessions`` interleaved over ``rounds`` rounds with rotating start (see module docstring); returns
-    per model a :class:`Timing` over the round medians (``n`` = rounds)."""
+    per model the per-round medians (ms), in round order."""
     names = list(sessions)
     medians: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
@@ -61,7 +77,12 @@ def interleaved_timings(sessions: dict[str, object], feeds: dict[str, np.ndarray
             name = names[(r + i) % len(names)]
             timing = time_session(sessions[name], feeds, warmup=warmup, min_time_s=min_time_s)
             medians[name].append(timing.median_ms)
-    return {n: Timing.from_samples(v) for n, v in medians.items()}
+    return medians
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> Timing:
+    """Median (and p10/p90) over rounds of ``numerator[r] / denominator[r]`` (a :class:`Timing` of ratios)."""
+    return Timing.from_samples([a / b for a, b in zip(numerator, denominator)])
 
 
 @dataclass
@@ -73,9 +94,23 @@ class OpVerification:
     equivalence: EquivalenceResult
     onnx_max_rel_err: float
     deploy_onnx_ops: list[str]
-    timings: dict[str, Timing]  # keys: MODELS
+    deploy_graph_equals_plain: bool  # same nodes/attributes/initializer shapes as the plain conv reference
+    round_ms: dict[str, list[float]]  # per-round medians; keys: MODELS
     macs: dict[str, int]  # train / deploy
     params: dict[str, int]  # train / deploy
+
+    @property
+    def timings(self) -> dict[str, Timing]:
+        """Per model: median, p10, p90 over the round medians."""
+        return {k: Timing.from_samples(v) for k, v in self.round_ms.items()}
+
+    @property
+    def deploy_over_plain(self) -> Timing:
+        return paired_ratio(self.round_ms["deploy"], self.round_ms["plain_conv"])
+
+    @property
+    def train_over_deploy(self) -> Timing:
+        return paired_ratio(self.round_ms["train"], self.round_ms["deploy"])
 
     @property
     def passed(self) -> bool:
@@ -83,7 +118,9 @@ class OpVerification:
                 and "BatchNormalization" not in self.deploy_onnx_ops)
 
     def to_dict(self) -> dict:
-        t = {k: v.median_ms for k, v in self.timings.items()}
+        timings = self.timings
+        t = {k: v.median_ms for k, v in timings.items()}
+        dop, tod = self.deploy_over_plain, self.train_over_deploy
         return {
             "family": self.family,
             "max_rel_err": self.equivalence.max_rel_err,
@@ -94,12 +131,15 @@ class OpVerification:
             "train_ms": t["train"],
             "deploy_ms": t["deploy"],
             "plain_conv_ms": t["plain_conv"],
-            "deploy_over_plain": t["deploy"] / t["plain_conv"],
-            "train_over_deploy": t["train"] / t["deploy"],
-            "spread": {k: v.spread for k, v in self.timings.items()},
-            "p10_ms": {k: v.p10_ms for k, v in self.timings.items()},
-            "p90_ms": {k: v.p90_ms for k, v in self.timings.items()},
+            "deploy_over_plain": dop.median_ms,
+            "train_over_deploy": tod.median_ms,
+            "spread": {**{k: v.spread for k, v in timings.items()},
+                       "deploy_over_plain": dop.spread, "train_over_deploy": tod.spread},
+            "p10_ms": {k: v.p10_ms for k, v in timings.items()},
+            "p90_ms": {k: v.p90_ms for k, v in timings.items()},
+            "round_ms": self.round_ms,
             "deploy_onnx_ops": self.deploy_onnx_ops,
+            "deploy_graph_equals_plain": self.deploy_graph_equals_plain,
             "macs": self.macs,
             "params": self.params,
             "passed": self.passed,
@@ -124,18 +164,21 @@ class VerifyReport:
     def format_table(self) -> str:
         """A fixed-width table for the terminal (the CLI prints it)."""
         head = (f"{'op':<9} {'rel err f32':>11} {'rel err f64':>11} {'train ms':>9} {'deploy ms':>9} "
-                f"{'3x3 ms':>8} {'dep/3x3':>7} {'trn/dep':>7} {'spread':>6}  ok")
+                f"{'3x3 ms':>8} {'dep/3x3':>7} {'±':>5} {'trn/dep':>7} {'spread':>6} {'=3x3':>4}  ok")
         lines = [head, "-" * len(head)]
         for name, v in self.ops.items():
             d = v.to_dict()
-            spread = max(d["spread"].values())
+            spread = max(d["spread"][k] for k in MODELS)
             lines.append(f"{name:<9} {d['max_rel_err']:>11.2e} {d['max_rel_err_f64']:>11.2e} {d['train_ms']:>9.3f} "
                          f"{d['deploy_ms']:>9.3f} {d['plain_conv_ms']:>8.3f} {d['deploy_over_plain']:>7.3f} "
-                         f"{d['train_over_deploy']:>7.2f} {spread:>6.1%}  {'yes' if v.passed else 'NO'}")
+                         f"{d['spread']['deploy_over_plain']:>5.1%} {d['train_over_deploy']:>7.2f} {spread:>6.1%} "
+                         f"{'yes' if d['deploy_graph_equals_plain'] else 'no':>4}  {'yes' if v.passed else 'NO'}")
         s = self.settings
         lines.append(f"shape {s['shape']}, {s['threads']} thread(s), {s['rounds']} interleaved rounds; "
                      f"max_rel_err = {RELATIVE_ERROR_DEFINITION}; tolerances {TOLERANCE_F32:g} (f32), "
-                     f"{TOLERANCE_F64:g} (f64); spread = (p90-p10)/median of round medians (largest of the 3)")
+                     f"{TOLERANCE_F64:g} (f64); ratios = median over rounds of the within-round ratio, ± its "
+                     f"(p90-p10)/median; spread = (p90-p10)/median of round medians (largest of the 3 models); "
+                     f"=3x3: deploy ONNX graph equals the plain conv's up to weights")
         return "\n".join(lines)
 
 
@@ -155,10 +198,12 @@ def verify_op(name: str, shape: tuple[int, int, int], *, threads: int = 1, round
     (onnx_out,) = sessions["deploy"].run(None, {sessions["deploy"].get_inputs()[0].name: example.numpy()})
     with torch.no_grad():
         _, onnx_rel = relative_error(torch.from_numpy(onnx_out), deploy(example))
-    timings = interleaved_timings(sessions, feeds, rounds=rounds, min_time_s=min_time_s)
+    round_ms = interleaved_round_medians(sessions, feeds, rounds=rounds, min_time_s=min_time_s)
     return OpVerification(
         name=name, family=info.family, equivalence=equivalence, onnx_max_rel_err=onnx_rel,
-        deploy_onnx_ops=onnx_op_types(models["deploy"]), timings=timings,
+        deploy_onnx_ops=onnx_op_types(models["deploy"]),
+        deploy_graph_equals_plain=graph_signature(models["deploy"]) == graph_signature(models["plain_conv"]),
+        round_ms=round_ms,
         macs={"train": count_macs(train, shape), "deploy": count_macs(deploy, shape)},
         params={"train": count_params(train), "deploy": count_params(deploy)},
     )
@@ -182,6 +227,7 @@ def verify_ops(names: Sequence[str] | None = None, shape: tuple[int, int, int] =
         "rounds": rounds, "min_time_s_per_visit": min_time_s, "warmup_runs_per_visit": 3, "seed": seed,
         "order": "interleaved; round r starts at model r mod 3 of (train, deploy, plain_conv)",
         "latency_statistic": "median over rounds of per-visit medians; spread = (p90-p10)/median over rounds",
+        "ratio_statistic": "median over rounds of the within-round ratio (paired); spread as above",
         "exporter": "dynamo" if dynamo else "torchscript", "opset": OPSET,
         "plain_conv": "Conv2d(C, C, 3, padding=1) + the op's deploy activation",
         "max_rel_err_definition": RELATIVE_ERROR_DEFINITION,
