@@ -11,8 +11,18 @@ import torch
 from hnanas.cli import main
 from hnanas.ops import list_ops, register_op, unregister_op
 from hnanas.ops.blocks import ConvBN
+from hnanas.ops.equivalence import RELATIVE_ERROR_DEFINITION
 from hnanas.ops.repblock import RepBlock
 from hnanas.ops.verify import interleaved_round_medians, paired_ratio, verify_ops
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (200x slower on this shared 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class _OffByOnePercent(ConvBN):
@@ -90,6 +100,14 @@ def test_bad_arguments_exit_2(argv, words, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_verify_help_defines_the_error_measure(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["ops", "verify", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exc.value.code == 0
+    assert RELATIVE_ERROR_DEFINITION.split(" over")[0] in out and "1e-5 (float32)" in out and "1e-10 (float64)" in out
 
 
 def test_unknown_op_is_a_clean_error(capsys):

@@ -14,6 +14,16 @@ from hnanas.ops import build_op, has_batchnorm, list_ops, op_info, register_op, 
 from hnanas.ops.equivalence import randomize_parameters_, relative_error
 from hnanas.runtime import export_onnx, run_onnx
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (200x slower on this shared 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 OPS = list_ops()
 # (c_in, c_out, stride): equal and unequal channel counts (a node's first op reads a wider concat), both strides
 CONFIGS = [(8, 8, 1), (8, 8, 2), (12, 8, 1), (8, 16, 2)]
