@@ -87,10 +87,13 @@ def register(subparsers) -> None:
             "For each re-parameterisable op (c_in = c_out = C, stride 1) with randomised BN statistics in eval "
             "mode: the max relative error between train and deploy form in float32 and float64, where "
             "max_rel_err = max|deploy - train| / max|train| over all output elements (same random input); "
-            "tolerances 1e-5 (float32) and 1e-10 (float64). Then the ONNX Runtime latency of the exported train form, deploy form "
+            "tolerances 1e-5 (float32) and 1e-10 (float64). Then the ONNX Runtime latency of the exported train "
+            "form, deploy form "
             "and a plain Conv2d(C, C, 3, padding=1) + the op's activation, measured interleaved over several "
-            "rounds (median of per-round medians, with the spread). Exit status 1 if any equivalence check fails."),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+            "rounds (median of per-round medians; deploy/3x3 and train/deploy are medians of within-round ratios; "
+            "spreads = (p90-p10)/median over rounds). Exit status 1 if any equivalence check fails: train vs "
+            "deploy beyond the tolerances, the exported deploy model vs torch beyond 1e-4, or a "
+            "BatchNormalization left in the deploy graph."))
     p.add_argument("--shape", type=parse_shape, default=(16, 256, 256), metavar="C,H,W",
                    help="input shape (default 16,256,256)")
     p.add_argument("--threads", type=_positive, default=1, help="ONNX Runtime intra-op threads (default 1)")

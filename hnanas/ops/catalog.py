@@ -60,8 +60,11 @@ def format_op_table(rows: list[OpSummary], shape: tuple[int, int, int]) -> str:
              for r in rows]
     header = ("op", "family", "re-param", "params", "MACs", "description")
     widths = [max(len(header[i]), *(len(row[i]) for row in cells)) for i in range(5)]
+
     def line(row):
-        return "  ".join(f"{row[i]:<{widths[i]}}" if i < 2 else f"{row[i]:>{widths[i]}}" for i in range(5)) + "  " + row[5]
+        cols = [f"{row[i]:<{widths[i]}}" if i < 2 else f"{row[i]:>{widths[i]}}" for i in range(5)]
+        return "  ".join(cols + [row[5]])
+
     c, h, w = shape
     out = [line(header), "-" * (sum(widths) + 2 * 5 + len(header[5]))]
     out += [line(row) for row in cells]

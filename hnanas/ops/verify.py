@@ -34,7 +34,8 @@ from hnanas.ops.equivalence import (RELATIVE_ERROR_DEFINITION, TOLERANCE_F32, TO
                                     check_equivalence, relative_error, train_and_deploy)
 from hnanas.ops.registry import list_ops, op_info
 from hnanas.progress import progress
-from hnanas.runtime import OPSET, Timing, export_onnx, make_session, random_inputs, session_settings, time_session
+from hnanas.runtime import (OPSET, Timing, export_onnx, make_session, random_inputs, session_settings, time_session,
+                            tiny_conv_model)
 
 #: Tolerance of the exported deploy model (ONNX Runtime) against torch: a guard against a wrong export.
 ONNX_TOLERANCE = 1e-4
@@ -191,8 +192,8 @@ def verify_op(name: str, shape: tuple[int, int, int], *, threads: int = 1, round
     train, deploy = train_and_deploy(name, c, c, 1, seed=seed)
     plain = plain_conv_reference(c, info.activation).eval()
     example = torch.randn((1, c, h, w), generator=torch.Generator().manual_seed(seed + 2))
-    models = {"train": export_onnx(train, example, dynamo=dynamo), "deploy": export_onnx(deploy, example, dynamo=dynamo),
-              "plain_conv": export_onnx(plain, example, dynamo=dynamo)}
+    models = {label: export_onnx(module, example, dynamo=dynamo)
+              for label, module in zip(MODELS, (train, deploy, plain))}
     sessions = {k: make_session(v, "cpu", threads=threads) for k, v in models.items()}
     feeds = random_inputs(sessions["deploy"], seed=seed)
     (onnx_out,) = sessions["deploy"].run(None, {sessions["deploy"].get_inputs()[0].name: example.numpy()})
@@ -220,8 +221,7 @@ def verify_ops(names: Sequence[str] | None = None, shape: tuple[int, int, int] =
     for name in progress(names, desc="ops verify", unit="op"):
         results[name] = verify_op(name, shape, threads=threads, rounds=rounds, min_time_s=min_time_s, seed=seed,
                                   dynamo=dynamo)
-    probe = make_session(export_onnx(plain_conv_reference(shape[0]), torch.zeros((1,) + tuple(shape)), dynamo=False),
-                         "cpu", threads=threads)
+    probe = make_session(tiny_conv_model(), "cpu", threads=threads)  # records the session settings used above
     settings = {
         "shape": list(shape), "c_in": shape[0], "c_out": shape[0], "stride": 1, "threads": threads,
         "rounds": rounds, "min_time_s_per_visit": min_time_s, "warmup_runs_per_visit": 3, "seed": seed,
