@@ -26,7 +26,7 @@ OPSET = 18
 @contextlib.contextmanager
 def _quiet_exporter():
     """The exporter warns about torchvision ops and prints progress; none of it is actionable here."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")]
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
