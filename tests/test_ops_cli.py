@@ -16,14 +16,6 @@ from hnanas.ops.repblock import RepBlock
 from hnanas.ops.verify import interleaved_round_medians, paired_ratio, verify_ops
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (200x slower on this shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class _OffByOnePercent(ConvBN):
     """A branch whose fused kernel is 1 % off: a broken fusion the verification must catch."""

@@ -11,14 +11,6 @@ from hnanas.errors import HnanasError
 from hnanas.ops import build_op, count_macs, count_params, list_ops, op_info
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (200x slower on this shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _flop_counter_macs(module: nn.Module, shape) -> int:
     module = module.eval()

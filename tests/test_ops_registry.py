@@ -15,14 +15,6 @@ from hnanas.ops.equivalence import randomize_parameters_, relative_error
 from hnanas.runtime import export_onnx, run_onnx
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (200x slower on this shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 OPS = list_ops()
 # (c_in, c_out, stride): equal and unequal channel counts (a node's first op reads a wider concat), both strides

@@ -14,14 +14,6 @@ from hnanas.ops.fusion import central_difference_kernel, fuse_bn, identity_kerne
 from hnanas.ops.repblock import Conv1x1Conv, pad_with_bias
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (200x slower on this shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 GEN = torch.Generator
 

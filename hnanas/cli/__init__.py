@@ -49,3 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hnanas: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `hnanas ops list | head`: the reader left, which is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
