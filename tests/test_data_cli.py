@@ -49,3 +49,17 @@ def test_check_reports_overlap_and_unknown_split(tmp_path, capsys):
 def test_synth_rejects_bad_arguments(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(tmp_path / "x"), "--size", "16"]) == 2
     assert "at least 34" in capsys.readouterr().err
+
+
+def test_shared_dataset_options_build_a_data_config():
+    import argparse
+
+    from hnanas.cli.common import add_dataset_options, data_config_from_args
+    from hnanas.data import DataConfig
+
+    parser = argparse.ArgumentParser()
+    add_dataset_options(parser)
+    cfg = data_config_from_args(parser.parse_args(["--dataset", "NUAA-SIRST", "--split", "50_50",
+                                                   "--on-mismatch", "skip"]), DataConfig(crop_size=128))
+    assert (cfg.dataset, cfg.split, cfg.on_mismatch, cfg.crop_size) == ("NUAA-SIRST", "50_50", "skip", 128)
+    assert data_config_from_args(parser.parse_args([])) == DataConfig()  # nothing given: the defaults

@@ -114,7 +114,7 @@ def _structures(rng: np.random.Generator, img: np.ndarray, top: np.ndarray) -> N
     """Buildings (offset blocks with bright outlines), roads and poles below ``top`` (row per column)."""
     h, w = img.shape
     for _ in range(int(rng.integers(0, 5))):
-        bw, bh = int(rng.integers(6, w // 5)), int(rng.integers(5, h // 5))
+        bw, bh = int(rng.integers(6, max(w // 5, 7))), int(rng.integers(5, max(h // 5, 6)))
         x0 = int(rng.integers(0, w - bw))
         y0 = int(np.clip(top[x0 + bw // 2] + rng.integers(-bh, h // 3), 0, h - bh))
         img[y0:y0 + bh, x0:x0 + bw] += rng.uniform(-1.0, 1.5)
