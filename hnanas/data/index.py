@@ -151,7 +151,7 @@ def open_dataset(name_or_path: str | os.PathLike, data_root: str | os.PathLike |
             from hnanas.data.synthetic import ensure_synthetic
 
             return index_folder(ensure_synthetic(root_dir / "synthetic"), name="synthetic")
-        raise DataError(f"dataset {known.name} not found under data root {root_dir} (looked for "
+        raise DataError(f"dataset {known.name} not found under data root {root_dir.resolve()} (looked for "
                         f"{', '.join(known.folders)}); download it from {known.source} and unpack it there, "
                         f"or pass --data-root DIR or --dataset PATH")
     path = Path(text).expanduser()
