@@ -16,6 +16,7 @@ from hnanas.errors import HnanasError
 
 # Subcommand modules, in the order `hnanas --help` lists them. Only commands that work are listed.
 COMMANDS: list[str] = [
+    "hnanas.cli.data",
     "hnanas.cli.ops",
 ]
 

@@ -1,0 +1,45 @@
+"""Command-line options shared by every command that reads a dataset (``data check``, search, retrain, ...).
+
+``add_dataset_options(parser)`` adds ``--dataset NAME|PATH`` (or a positional DATASET), ``--data-root``,
+``--split`` and ``--on-mismatch``; ``data_config_from_args`` / ``open_dataset_from_args`` turn them into a
+:class:`~hnanas.data.DataConfig` or an opened :class:`~hnanas.data.DatasetIndex`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hnanas.config import override
+from hnanas.data import KNOWN_DATASETS, MISMATCH_POLICIES, DataConfig, DatasetIndex, open_dataset
+
+DATASET_HELP = (f"dataset name ({', '.join(KNOWN_DATASETS)}; looked up under the data root, synthetic is "
+                f"generated there on first use) or a dataset folder in any supported layout")
+
+
+def add_dataset_options(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
+    """Add the dataset options to ``parser`` (the dataset as a positional DATASET when ``positional``)."""
+    if positional:
+        parser.add_argument("dataset", metavar="DATASET", help=DATASET_HELP)
+    else:
+        parser.add_argument("--dataset", metavar="NAME|PATH", default=None,
+                            help=DATASET_HELP + " (default: synthetic)")
+    parser.add_argument("--data-root", metavar="DIR", default=None,
+                        help="folder holding named datasets (default: $HNANAS_DATA, else ./data)")
+    parser.add_argument("--split", metavar="NAME", default=None,
+                        help="train/test split, e.g. idx_427 or 50_50 (default: the dataset's official one: "
+                             "NUAA-SIRST idx_427, NUDT-SIRST 50_50, IRSTD-1k its trainval/test, SIRST-v2 full)")
+    parser.add_argument("--on-mismatch", choices=MISMATCH_POLICIES, default=None,
+                        help="a mask whose size differs from its image: resize it (nearest neighbour, with a "
+                             "warning), skip the sample, or stop with an error (default: resize)")
+
+
+def data_config_from_args(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
+    """``base`` (default: ``DataConfig()``) with the dataset options given on the command line applied."""
+    changes = {"dataset": args.dataset, "data_root": args.data_root, "split": args.split,
+               "on_mismatch": args.on_mismatch}
+    return override(base or DataConfig(), changes, source="command line")
+
+
+def open_dataset_from_args(args: argparse.Namespace) -> DatasetIndex:
+    """The dataset named by ``--dataset``/DATASET and ``--data-root`` (``synthetic`` when none is given)."""
+    return open_dataset(args.dataset or DataConfig().dataset, args.data_root)
