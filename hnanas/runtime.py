@@ -39,15 +39,20 @@ def _quiet_exporter():
             lg.setLevel(lv)
 
 
-def export_onnx(model, example: "torch.Tensor", path: str | Path | None = None, *, dynamo: bool = True,
-                dynamic_hw: bool = False, input_name: str = "input", output_name: str = "output") -> bytes:
+def export_onnx(model, example: "torch.Tensor | tuple[torch.Tensor, ...]", path: str | Path | None = None, *,
+                dynamo: bool = True, dynamic_hw: bool = False, input_name: str = "input",
+                output_name: str = "output") -> bytes:
     """Export ``model`` (in eval mode) to a single self-contained ONNX model and return its bytes.
 
     ``dynamo=True`` is the deployment exporter (torch.export based, one file via ``external_data=False``);
     ``dynamo=False`` is the TorchScript exporter, ~50x faster, used where hundreds of small graphs are
-    needed (latency profiling). ``dynamic_hw`` makes height and width symbolic.
+    needed (latency profiling). ``dynamic_hw`` makes height and width symbolic. A tuple ``example`` exports a
+    model with several inputs, named ``{input_name}0``, ``{input_name}1``, ...
     """
     import torch
+
+    examples = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    input_names = [input_name] if len(examples) == 1 else [f"{input_name}{i}" for i in range(len(examples))]
 
     was_training = model.training
     model.eval()
@@ -57,15 +62,15 @@ def export_onnx(model, example: "torch.Tensor", path: str | Path | None = None, 
                 kwargs: dict[str, Any] = {}
                 if dynamic_hw:
                     h, w = torch.export.Dim("height", min=8), torch.export.Dim("width", min=8)
-                    kwargs["dynamic_shapes"] = ({2: h, 3: w},)
-                program = torch.onnx.export(model, (example,), dynamo=True, external_data=False,
-                                            input_names=[input_name], output_names=[output_name],
+                    kwargs["dynamic_shapes"] = tuple({2: h, 3: w} for _ in examples)
+                program = torch.onnx.export(model, examples, dynamo=True, external_data=False,
+                                            input_names=input_names, output_names=[output_name],
                                             opset_version=OPSET, verbose=False, **kwargs)
                 data = program.model_proto.SerializeToString()
             else:
                 buf = io.BytesIO()
-                axes = {input_name: {2: "height", 3: "width"}, output_name: {2: "height", 3: "width"}}
-                torch.onnx.export(model, (example,), buf, dynamo=False, input_names=[input_name],
+                axes = {n: {2: "height", 3: "width"} for n in input_names + [output_name]}
+                torch.onnx.export(model, examples, buf, dynamo=False, input_names=input_names,
                                   output_names=[output_name], opset_version=OPSET,
                                   dynamic_axes=axes if dynamic_hw else None)
                 data = buf.getvalue()

@@ -1,0 +1,175 @@
+"""What a latency table holds: the entries a space's derived networks execute, and the context models that
+measure each one.
+
+A derived network runs, per kept node: the node's op ``blocks`` times (in deploy form), the concatenation of its
+inputs (when it keeps more than one), and the resampling of each input to its level (each (source, level) pair
+once, shared); then a 1x1 head. Between them, ONNX Runtime converts tensors between memory layouts (plain NCHW
+and the blocked NCHWc of its CPU kernels) wherever a consumer runs in another layout than its producer; which
+kernels run blocked depends on the device (e.g. channel counts that are not a multiple of the SIMD block).
+
+:func:`space_entries` lists every such piece that any genotype of the space can produce: each op at every
+input-channel count a subset of a node's candidates can sum to, every concat of two or more candidates, every
+resample, the head, and a layout conversion in each direction for every tensor shape that can occur.
+:func:`context_model` wraps an entry between ``ctx_pre``/``ctx_post`` 3x3 convs (the neighbours it has in a
+network), so it is measured as it runs there; ``runner.py`` charges it its own kernels only and reports the
+layouts it consumes and produces, so the predictor can add the conversions a given network needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+
+from hnanas.network import resample
+from hnanas.ops import build_op, op_info
+from hnanas.space import SearchSpace
+
+KINDS = ("op", "resample", "concat", "head", "reorder")
+LAYOUT_COLUMNS = ["in_layout", "out_layout"]
+KEY_COLUMNS = ["kind", "name", "c_in", "c_out", "h", "w", "stride", "parts"]
+
+
+@dataclass(frozen=True, order=True)
+class Entry:
+    """One row of a latency table (its key columns)."""
+
+    kind: str  # op | resample | concat | head | reorder
+    name: str  # op name; resample: down/upsample mode; concat: "concat"; head: "conv1x1"; reorder: to_nchw|to_nchwc
+    c_in: int  # input channels (concat: their sum)
+    c_out: int  # output channels
+    h: int  # input height
+    w: int  # input width
+    stride: int = 1  # op stride (ops of nested spaces run at stride 1; levels change by resampling)
+    parts: str = ""  # concat: the input channels in order ("8+16+8"); resample: level change ("down2", "up4")
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}:{self.c_in}:{self.c_out}:{self.h}x{self.w}:s{self.stride}:{self.parts}"
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def op_entry(op: str, c_in: int, c_out: int, h: int, w: int) -> Entry:
+    return Entry("op", op, c_in, c_out, h, w)
+
+
+def resample_entry(space: SearchSpace, channels: int, src_level: int, dst_level: int) -> Entry:
+    h, w = space.resolution(src_level)
+    d = dst_level - src_level
+    mode, parts = (space.downsample, f"down{1 << d}") if d > 0 else (space.upsample, f"up{1 << -d}")
+    return Entry("resample", mode, channels, channels, h, w, 1, parts)
+
+
+def concat_entry(channels: Iterable[int], h: int, w: int) -> Entry:
+    channels = tuple(channels)
+    return Entry("concat", "concat", sum(channels), sum(channels), h, w, 1, "+".join(map(str, channels)))
+
+
+def reorder_entry(to_layout: str, channels: int, h: int, w: int) -> Entry:
+    """Converting a ``channels`` x h x w tensor into layout ``to_layout`` ("nchw" or "nchwc")."""
+    return Entry("reorder", f"to_{to_layout}", channels, channels, h, w)
+
+
+def head_entry(space: SearchSpace) -> Entry:
+    h, w = space.resolution(0)
+    return Entry("head", "conv1x1", space.node(space.output).width, 1, h, w)
+
+
+def node_input_sums(space: SearchSpace, node_id: str) -> list[int]:
+    """Every input-channel count the node can get: sums of non-empty subsets of its candidates."""
+    widths = [space.channels_of(c) for c in space.node(node_id).candidates]
+    return sorted({sum(c) for k in range(1, len(widths) + 1) for c in combinations(widths, k)})
+
+
+def space_entries(space: SearchSpace, ops: Iterable[str] | None = None) -> list[Entry]:
+    """All entries any genotype of ``space`` can execute, sorted (ops default: the space's ops + stage-1 op)."""
+    ops = list(dict.fromkeys(list(ops or space.ops) + [space.stage1_op]))
+    out: set[Entry] = {head_entry(space)}
+    for n in space.nodes:
+        h, w = space.resolution(n.level)
+        c_ins = node_input_sums(space, n.id)
+        for op in ops:
+            same_only = op_info(op).same_shape_only
+            for c_in in c_ins:
+                if not (same_only and c_in != n.width):
+                    out.add(op_entry(op, c_in, n.width, h, w))
+            if n.blocks > 1:
+                out.add(op_entry(op, n.width, n.width, h, w))
+        for src in n.candidates:
+            if space.level_of(src) != n.level:
+                out.add(resample_entry(space, space.channels_of(src), space.level_of(src), n.level))
+        widths = [space.channels_of(c) for c in n.candidates]
+        for k in range(2, len(widths) + 1):
+            for comb in combinations(widths, k):
+                out.add(concat_entry(comb, h, w))
+        # every tensor that can exist at this level: node outputs, resampled inputs, concat outputs
+        for c in set(c_ins) | set(widths) | {n.width}:
+            out |= {reorder_entry("nchw", c, h, w), reorder_entry("nchwc", c, h, w)}
+    h, w = space.resolution(0)
+    out |= {reorder_entry("nchw", 1, h, w), reorder_entry("nchwc", 1, h, w)}  # the input image and the logits
+    return sorted(out)
+
+
+# ------------------------------------------------------------------------------------------ context models
+class _Resample(nn.Module):
+    def __init__(self, entry: Entry, space: SearchSpace):
+        super().__init__()
+        factor = int(entry.parts[4:] if entry.parts.startswith("down") else entry.parts[2:])
+        d = factor.bit_length() - 1
+        self.src, self.dst = (0, d) if entry.parts.startswith("down") else (d, 0)
+        self.down, self.up = space.downsample, space.upsample
+
+    def forward(self, x):
+        return resample(x, self.src, self.dst, self.down, self.up)
+
+
+class _Concat(nn.Module):
+    def forward(self, *xs):
+        return torch.cat(xs, dim=1)
+
+
+class _Abs(nn.Module):
+    """A layout-neutral stand-in that ONNX Runtime runs in NCHW, so conversions around it can be timed."""
+
+    def forward(self, x):
+        return torch.abs(x)
+
+
+class ContextModel(nn.Module):
+    """``ctx_pre`` 3x3 conv per input -> core -> ``ctx_post`` 3x3 conv (none for the head, whose output is the
+    network's output). 3x3 convs are what surrounds an entry in a nested network, and ORT runs them blocked
+    (NCHWc) where it can, as it does there (a 1x1 conv on a plain input would stay plain)."""
+
+    def __init__(self, core: nn.Module, in_channels: list[int], out_channels: int | None):
+        super().__init__()
+        self.ctx_pre = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1) for c in in_channels])
+        self.core = core
+        self.ctx_post = nn.Conv2d(out_channels, out_channels, 3, padding=1) if out_channels else None
+
+    def forward(self, *xs):
+        y = self.core(*[pre(x) for pre, x in zip(self.ctx_pre, xs)])
+        return self.ctx_post(y) if self.ctx_post is not None else y
+
+
+def context_model(entry: Entry, space: SearchSpace) -> tuple[nn.Module, list[torch.Tensor]]:
+    """The context model measuring ``entry`` and example inputs of the right shapes (batch 1)."""
+    if entry.kind == "op":
+        core, ins, out = build_op(entry.name, entry.c_in, entry.c_out, entry.stride, deploy=True), [entry.c_in], \
+            entry.c_out
+    elif entry.kind == "resample":
+        core, ins, out = _Resample(entry, space), [entry.c_in], entry.c_out
+    elif entry.kind == "concat":
+        core, ins, out = _Concat(), [int(c) for c in entry.parts.split("+")], entry.c_out
+    elif entry.kind == "head":
+        core, ins, out = nn.Conv2d(entry.c_in, entry.c_out, 1), [entry.c_in], None
+    elif entry.kind == "reorder":  # both directions are timed in one model: blocked -> abs -> blocked
+        core, ins, out = _Abs(), [entry.c_in], entry.c_out
+    else:
+        raise ValueError(f"unknown entry kind {entry.kind!r}")
+    model = ContextModel(core, ins, out).eval()
+    return model, [torch.randn(1, c, entry.h, entry.w) for c in ins]

@@ -1,0 +1,113 @@
+"""Latency tables: loading and provenance checks, predictions, and differentiable expected latency.
+
+These tests use a synthetic table (costs from a formula, so they need no timing); measuring is tested in
+test_latency_profile.py.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pandas as pd
+import pytest
+import torch
+
+from hnanas.errors import HnanasError
+from hnanas.genotype import make_genotype, named_genotypes, sample_genotype
+from hnanas.latency.entries import space_entries
+from hnanas.latency.expected import EdgeLatencyModel, OpLatencyModel
+from hnanas.latency.table import FORMAT, LatencyTable
+from hnanas.space import load_space
+from hnanas.supernet import OpSupernet, TopologySupernet
+
+
+def synthetic_table(space, overhead=0.3) -> LatencyTable:
+    rows = []
+    for i, e in enumerate(space_entries(space)):
+        ms = 1e-6 * e.c_in * e.c_out * e.h * e.w * (1 + zlib.crc32(e.name.encode()) % 7) + 0.01 * (i % 5) + 0.02
+        rows.append({**e.row(), "median_ms": ms, "p10_ms": ms * 0.98, "p90_ms": ms * 1.02, "n": 10})
+    meta = {"format": FORMAT, "space": space.name, "space_hash": space.hash, "device": "cpu", "threads": 1,
+            "fixed_overhead_ms": overhead}
+    return LatencyTable(pd.DataFrame(rows), meta)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_space("tiny")
+
+
+@pytest.fixture(scope="module")
+def table(tiny):
+    return synthetic_table(tiny)
+
+
+def test_save_load_round_trip_and_provenance_checks(tiny, table, tmp_path):
+    path = table.save(tmp_path / "t.csv")
+    loaded = LatencyTable.load(path, space=tiny, device="cpu")
+    g = sample_genotype(tiny, 2)
+    assert loaded.predict(g, tiny).total_ms == pytest.approx(table.predict(g, tiny).total_ms, rel=1e-4)
+    with pytest.raises(HnanasError, match="measured for space"):
+        LatencyTable.load(path, space=load_space("hna_nested"))
+    with pytest.raises(HnanasError, match="measured on device 'cpu', not 'gpu'"):
+        LatencyTable.load(path, device="gpu")
+    with pytest.raises(HnanasError, match="no such latency table"):
+        LatencyTable.load(tmp_path / "missing.csv")
+
+
+def test_prediction_sums_its_parts_and_applies_correction(tiny, table):
+    g = named_genotypes(tiny)["dense_res3"]
+    p = table.predict(g, tiny)
+    assert p.raw_ms == pytest.approx(sum(p.nodes_ms.values()) + p.resample_ms + p.head_ms + p.overhead_ms)
+    assert p.total_ms == p.raw_ms and not p.corrected
+    corrected = LatencyTable(table.frame, {**table.meta, "correction": {"a": 1.1, "b": 0.5}})
+    q = corrected.predict(g, tiny)
+    assert q.corrected and q.total_ms == pytest.approx(1.1 * p.raw_ms + 0.5)
+    # a denser topology costs more
+    assert p.total_ms > table.predict(named_genotypes(tiny)["chain_res3"], tiny).total_ms
+
+
+def test_missing_entry_is_a_clear_error(tiny, table):
+    small = LatencyTable(table.frame[table.frame.kind != "concat"], table.meta)
+    with pytest.raises(HnanasError, match="no entry concat:"):
+        small.predict(named_genotypes(tiny)["dense_res3"], tiny)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_edge_expectation_with_hard_probabilities_equals_prediction(tiny, table, seed):
+    g = sample_genotype(tiny, seed, ops=["res3"])
+    model = EdgeLatencyModel(table, tiny, op="res3")
+    probs = {n.id: torch.tensor([1.0 if (n.id in g.inputs and c in g.inputs[n.id]) else 0.0
+                                 for c in n.candidates]) for n in tiny.nodes}
+    assert float(model(probs)) == pytest.approx(table.predict(g, tiny).total_ms, rel=1e-5)
+
+
+def test_edge_expectation_is_differentiable_and_monotone(tiny, table):
+    net = TopologySupernet(tiny)
+    model = EdgeLatencyModel(table, tiny)
+    lat = model(net.edge_probs())
+    lat.backward()
+    grads = [p.grad for p in net.arch_parameters()]
+    assert all(g is not None for g in grads)
+    # keeping more edges never gets cheaper here: every edge gradient is >= 0 and some are > 0
+    assert all((g >= -1e-9).all() for g in grads) and any((g > 0).any() for g in grads)
+    with torch.no_grad():
+        for p in net.arch_parameters():
+            p.fill_(4.0)
+    dense = model(net.edge_probs()).item()
+    with torch.no_grad():
+        for p in net.arch_parameters():
+            p.fill_(-4.0)
+    assert model(net.edge_probs()).item() < dense
+
+
+def test_op_expectation_with_one_hot_equals_prediction_and_has_gradients(tiny, table):
+    topo = named_genotypes(tiny)["dense_res3"]
+    net = OpSupernet(tiny, topo)
+    model = OpLatencyModel(table, tiny, topo, net.node_ops)
+    choice = {n: ops[i % len(ops)] for i, (n, ops) in enumerate(net.node_ops.items())}
+    one_hot = {n: torch.tensor([1.0 if o == choice[n] else 0.0 for o in ops]) for n, ops in net.node_ops.items()}
+    g = make_genotype(tiny, topo.inputs, choice)
+    assert float(model(one_hot)) == pytest.approx(table.predict(g, tiny).total_ms, rel=1e-5)
+    lat = model(net.op_probs())
+    lat.backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in net.arch_parameters())
