@@ -74,14 +74,10 @@ def node_in_channels(space: SearchSpace, inputs: tuple[str, ...]) -> int:
 
 
 class NestedNet(nn.Module):
-    """A derived network: ``cells[node]`` per kept node plus a 1x1 ``head``.
+    """A derived network: ``cells[node]`` per kept node plus a 1x1 ``head`` (input normalisation, when wanted,
+    is added around it by ``hnanas.models.build_model``)."""
 
-    ``input_norm`` (mean, std) is stored in the module and applied in ``forward`` when given, so an exported
-    model takes raw pixel values; ``None`` leaves normalisation to the caller.
-    """
-
-    def __init__(self, space: SearchSpace, genotype: Genotype, deploy: bool = False,
-                 input_norm: tuple[float, float] | None = None):
+    def __init__(self, space: SearchSpace, genotype: Genotype, deploy: bool = False):
         super().__init__()
         validate(genotype, space)
         self.space = space
@@ -91,25 +87,17 @@ class NestedNet(nn.Module):
             for node, ins, op in genotype.nodes
         })
         self.head = nn.Conv2d(space.node(space.output).width, 1, kernel_size=1)
-        if input_norm is not None:
-            self.register_buffer("norm_mean", torch.tensor(float(input_norm[0])))
-            self.register_buffer("norm_std", torch.tensor(float(input_norm[1])))
-        else:
-            self.norm_mean = self.norm_std = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.norm_mean is not None:
-            x = (x - self.norm_mean) / self.norm_std
         cache = FeatureCache(self.space, x)
         for node, ins, _ in self.genotype.nodes:
             cache[node] = self.cells[node](cache.gather(ins, self.space.node(node).level))
         return self.head(cache[self.space.output])
 
 
-def derive(space: SearchSpace, genotype: Genotype, *, deploy: bool = False,
-           input_norm: tuple[float, float] | None = None) -> NestedNet:
+def derive(space: SearchSpace, genotype: Genotype, *, deploy: bool = False) -> NestedNet:
     """Build the discrete network of ``genotype`` (training form, or directly in deploy form)."""
-    return NestedNet(space, genotype, deploy=deploy, input_norm=input_norm)
+    return NestedNet(space, genotype, deploy=deploy)
 
 
 def node_shapes(space: SearchSpace, genotype: Genotype, size: tuple[int, int] | None = None

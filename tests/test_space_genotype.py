@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hnanas.errors import ConfigError
 from hnanas.fileio import read_yaml, write_yaml
 from hnanas.genotype import (genotype_from_dict, load_genotype, make_genotype, named_genotypes, prune,
                              sample_genotype)
+from hnanas.models import build_model, nested_spec
 from hnanas.network import derive, node_shapes
 from hnanas.ops import has_batchnorm, reparameterize_model
 from hnanas.runtime import export_onnx, run_onnx
@@ -131,14 +133,18 @@ def test_derived_network_shapes_deploy_equivalence_and_onnx(tiny):
     np.testing.assert_allclose(onnx_out, y[:1].detach().numpy(), rtol=1e-3, atol=1e-4)
 
 
-def test_input_normalisation_is_part_of_the_model(tiny):
+def test_model_spec_rebuilds_the_network_with_its_input_normalisation(tiny):
     g = named_genotypes(tiny)["chain_res3"]
+    spec = nested_spec(tiny, g, input_norm=(100.0, 20.0))
+    spec = json.loads(json.dumps(spec))  # specs are plain JSON
     torch.manual_seed(0)
     plain = derive(tiny, g).eval()
     torch.manual_seed(0)
-    normed = derive(tiny, g, input_norm=(100.0, 20.0)).eval()
+    normed = build_model(spec).eval()
     x = torch.rand(1, 1, 32, 32) * 255
     torch.testing.assert_close(normed(x), plain((x - 100.0) / 20.0))
+    with pytest.raises(ConfigError, match="unknown kind"):
+        build_model({"kind": "nope"})
 
 
 def test_node_shapes_at_deploy_size(tiny):

@@ -1,0 +1,1 @@
+"""Baseline networks, trained and measured through the same path as searched ones (registered in hnanas.models)."""
