@@ -1,8 +1,6 @@
 """`python -m hnanas ...` (also what `torchrun -m hnanas search ...` runs)."""
 
-import sys
-
-from hnanas.cli import main
+from hnanas.cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

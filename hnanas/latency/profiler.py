@@ -133,3 +133,70 @@ def measure_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, e
 def finish_partial(out: Path) -> None:
     for p in _partial_paths(out):
         p.unlink(missing_ok=True)
+
+
+def measure_network(model_bytes: bytes, device: str, threads: int, *, sessions: int = 3,
+                    min_time_s: float = 0.5) -> float:
+    """End-to-end latency of a whole network: the median over ``sessions`` fresh sessions of each session's
+    median run time (a single session can land 5-10 % off on a shared machine)."""
+    from hnanas.runtime import make_session, time_session
+
+    meds = [time_session(make_session(model_bytes, device, threads=threads), min_repeats=10,
+                         min_time_s=min_time_s).median_ms for _ in range(sessions)]
+    return float(np.median(meds))
+
+
+def export_network(space: SearchSpace, genotype) -> bytes:
+    """The deploy-form ONNX model of a derived network at the deployment size, exported as users deploy it."""
+    import torch
+
+    from hnanas.network import derive
+
+    net = derive(space, genotype, deploy=True).eval()
+    return export_onnx(net, torch.randn(1, space.input_channels, *space.deploy_size), dynamo=True)
+
+
+def provenance(space: SearchSpace, settings: ProfileSettings) -> dict:
+    """Everything a table says about how and where it was measured."""
+    import onnx
+    import onnxruntime as ort
+
+    from hnanas.envinfo import environment
+    from hnanas.runtime import OPSET, make_session, session_settings, tiny_conv_model
+
+    env = environment()
+    sess = make_session(tiny_conv_model(), settings.device, threads=settings.threads, fp16=settings.fp16)
+    return {
+        "space": space.name, "space_hash": space.hash, "space_source": space.source,
+        **session_settings(sess, settings.device, settings.threads, settings.opt_level),
+        "onnx": onnx.__version__, "onnxruntime": ort.__version__, "opset": OPSET,
+        "cpu_model": env["cpu_model"], "cpu_physical_cores": env["cpu_physical_cores"],
+        "cpu_logical_cores": env["cpu_logical_cores"], "memory_gb": env["memory_gb"], "platform": env["platform"],
+        "host": env["host"], "date": env["date"], "hnanas": env["hnanas"], "allocator": env["ld_preload"] or "libc",
+        "method": "profile", "measurement": asdict(settings),
+    }
+
+
+def profile_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, fresh: bool = False):
+    """Measure the whole table of ``space`` on ``settings.device``, then its fixed overhead per network on the
+    space's named reference networks, and write ``out`` (CSV) with its JSON sidecar. Returns the table."""
+    from hnanas.genotype import named_genotypes
+    from hnanas.latency.table import FORMAT, LatencyTable
+
+    t0 = time.monotonic()
+    frame = measure_space(space, out, settings, fresh=fresh)
+    meta = {"format": FORMAT, **provenance(space, settings), "fixed_overhead_ms": 0.0}
+    table = LatencyTable(frame, meta)
+    refs = {}
+    for name, g in progress(list(named_genotypes(space).items()), desc="fixed overhead", unit="net"):
+        measured = measure_network(export_network(space, g), settings.device, settings.threads)
+        refs[name] = {"measured_ms": measured, "entries_ms": table.predict(g, space).raw_ms}
+    meta["fixed_overhead_ms"] = float(np.median([max(r["measured_ms"] - r["entries_ms"], 0.0)
+                                                for r in refs.values()]))
+    meta["overhead_networks"] = refs
+    meta["profile_seconds"] = round(time.monotonic() - t0, 1)
+    meta["n_entries"] = int(len(frame))
+    table = LatencyTable(frame, meta)
+    table.save(out)
+    finish_partial(out)
+    return table

@@ -266,3 +266,120 @@ def time_model(model_path: str, providers: list, threads: int = 1, opt_level: st
     out = _stats(samples)
     out.update(method="e2e", providers=list(sess.get_providers()))
     return out
+
+
+# --------------------------------------------------------------------------------------------- bundle runner
+DEVICE_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "edge-cpu": ["CPUExecutionProvider"],
+    "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "jetson": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+RESULT_COLUMNS = ["id", "kind", "name", "c_in", "c_out", "h", "w", "stride", "parts", "median_ms", "p10_ms",
+                  "p90_ms", "n", "in_layout", "out_layout", "nodes", "method"]
+
+
+def _providers(names: list, fp16: bool, cache_dir: str) -> list:
+    out = []
+    for p in names:
+        if p == "TensorrtExecutionProvider":
+            out.append((p, {"trt_fp16_enable": bool(fp16), "trt_engine_cache_enable": True,
+                            "trt_engine_cache_path": cache_dir}))
+        else:
+            out.append(p)
+    return out
+
+
+def _read_done(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["id"]: row for row in csv.DictReader(f)}
+
+
+def _write_rows(path: str, rows: list) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def run_bundle(bundle: str, out: str, threads: int | None = None, providers: list | None = None,
+               method: str = "auto", fp16: bool | None = None) -> None:
+    """Measure every entry and network of an unpacked bundle; resumable (rows already in ``out`` are kept)."""
+    import onnxruntime as ort
+
+    with open(os.path.join(bundle, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    threads = int(threads or manifest["threads"])
+    fp16 = manifest.get("fp16", False) if fp16 is None else fp16
+    names = providers or DEVICE_PROVIDERS[manifest["device"]]
+    cache = os.path.join(bundle, "trt_cache")
+    os.makedirs(cache, exist_ok=True)
+    prov = _providers(names, fp16, cache)
+    if method == "auto":
+        method = "profile" if names[0] == "CPUExecutionProvider" else "e2e"
+    m = manifest["measurement"]
+    done = _read_done(out)
+    rows = list(done.values())
+    done_ids = set(done) | {i[:-1] for i, r in done.items() if r.get("kind") == "reorder"}
+    todo = [e for e in manifest["entries"] + manifest["networks"] if e["id"] not in done_ids]
+    t0 = time.time()
+    for k, item in enumerate(todo):
+        path = os.path.join(bundle, item["model"])
+        if item["kind"] == "network":
+            r = time_model(path, prov, threads, m["opt_level"], 3, 10, 0.5)
+            r2 = [time_model(path, prov, threads, m["opt_level"], 3, 10, 0.5)["median_ms"] for _ in range(2)]
+            r["median_ms"] = float(np.median([r["median_ms"]] + r2))
+            new = [{**item, **r}]
+        elif item["kind"] == "identity" and method == "profile":
+            continue  # only the end-to-end method subtracts identity contexts
+        elif method == "profile":
+            r = profile_entry(path, prov, threads, m["opt_level"], m["warmup"], m["runs"], m["min_time_s"],
+                              m["sessions"])
+            if item["kind"] == "reorder":
+                new = [{**item, "id": item["id"] + suffix, "name": f"to_{lay}", "median_ms": r[key],
+                        "p10_ms": r[key], "p90_ms": r[key], "n": r["n"], "method": "profile"}
+                       for suffix, lay, key in (("a", "nchw", "reorder_in_ms"), ("b", "nchwc", "reorder_out_ms"))]
+            else:
+                new = [{**item, **r}]
+        else:  # whole-model timing minus the context around the entry (see hnanas docs: approximate)
+            r = time_model(path, prov, threads, m["opt_level"], m["warmup"], max(m["runs"], 10), m["min_time_s"])
+            new = [{**item, **r}]
+        rows += new
+        if time.time() - t0 > 10 or k == len(todo) - 1:
+            _write_rows(out, rows)
+            t0 = time.time()
+        print(f"\r{len(rows)} rows ({k + 1}/{len(todo)} models)", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    _write_rows(out, rows)
+    info = {"format": FORMAT, "bundle": manifest["format"], "space": manifest["space"],
+            "space_hash": manifest["space_hash"], "device": manifest["device"], "threads": threads,
+            "providers": names, "fp16": fp16, "method": method, "graph_optimization_level": m["opt_level"],
+            "onnxruntime": ort.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
+            "host": platform.node(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    with open(os.path.splitext(out)[0] + ".json", "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure an hnanas profiling bundle with ONNX Runtime.")
+    parser.add_argument("bundle", help="the unpacked bundle folder (with manifest.json)")
+    parser.add_argument("--out", default="results.csv", help="result CSV (a JSON with device facts goes beside)")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: the bundle's)")
+    parser.add_argument("--providers", help="comma-separated execution providers (default: the device's)")
+    parser.add_argument("--method", choices=["auto", "profile", "e2e"], default="auto",
+                        help="profile: per-node times (CPU EP); e2e: whole-model times (CUDA/TensorRT)")
+    parser.add_argument("--fp16", action="store_true", default=None, help="TensorRT fp16")
+    args = parser.parse_args(argv)
+    run_bundle(args.bundle, args.out, args.threads, args.providers.split(",") if args.providers else None,
+               args.method, args.fp16)
+    print(f"wrote {args.out}; copy it (and its .json) back and run: hnanas profile import {args.out} --device ...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

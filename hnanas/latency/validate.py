@@ -1,0 +1,99 @@
+"""``hnanas profile validate``: how good is a table? Predicted vs measured latency of random whole networks.
+
+N random genotypes of the table's space are derived, re-parameterised, exported as deployed (``dynamo=True``) and
+measured end to end with the table's device and threads (median of 3 fresh sessions). The report gives MAPE, the
+largest error and Spearman's rho. A linear correction ``measured ~ a * predicted + b`` (fitted to minimise
+relative error) is stored in the sidecar only if it lowers the error when judged out of sample (leave-one-out),
+and the report says so; the corrected figures are leave-one-out figures, never in-sample ones.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from hnanas.genotype import sample_genotype
+from hnanas.latency.profiler import export_network, measure_network
+from hnanas.latency.table import LatencyTable
+from hnanas.progress import progress
+from hnanas.runtime import check_device
+from hnanas.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+def fit_correction(pred: np.ndarray, meas: np.ndarray) -> tuple[float, float]:
+    """Least squares on relative error: minimise sum(((a p + b) / m - 1)^2)."""
+    A = np.stack([pred / meas, 1.0 / meas], axis=1)
+    (a, b), *_ = np.linalg.lstsq(A, np.ones_like(meas), rcond=None)
+    return float(a), float(b)
+
+
+def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict:
+    rel = pred / meas - 1.0
+    return {"mape": float(np.mean(np.abs(rel))), "max_abs_pct_err": float(np.max(np.abs(rel)) * 100),
+            "bias": float(np.mean(rel)), "spearman": float(spearmanr(pred, meas)[0])}
+
+
+def loo_corrected(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
+    """Each network's prediction corrected by a fit on all the other networks."""
+    out = np.empty_like(pred)
+    for i in range(len(pred)):
+        mask = np.arange(len(pred)) != i
+        a, b = fit_correction(pred[mask], meas[mask])
+        out[i] = a * pred[i] + b
+    return out
+
+
+def validate_table(table: LatencyTable, space: SearchSpace, n: int = 20, seed: int = 0,
+                   allow_correction: bool = True) -> dict:
+    """Measure ``n`` random networks, report predicted-vs-measured error and (maybe) store a correction in
+    ``table.meta`` (the caller saves the table). Returns the JSON report."""
+    device, threads = table.meta["device"], int(table.meta["threads"])
+    check_device(device)
+    nets = []
+    for k in progress(range(n), desc="validate", unit="net"):
+        g = sample_genotype(space, seed * 1000 + k)
+        raw = table.predict(g, space).raw_ms
+        nets.append({"genotype": g.name, "predicted_ms": raw,
+                     "measured_ms": measure_network(export_network(space, g), device, threads)})
+    pred = np.array([x["predicted_ms"] for x in nets])
+    meas = np.array([x["measured_ms"] for x in nets])
+    raw = error_stats(pred, meas)
+    report = {"n": n, "device": device, "threads": threads, "table": str(table.path or ""), "raw": raw,
+              "networks": nets}
+    corrected = False
+    if allow_correction and n >= 5:
+        loo = error_stats(loo_corrected(pred, meas), meas)
+        report["corrected_loo"] = loo
+        if loo["mape"] < raw["mape"]:
+            a, b = fit_correction(pred, meas)
+            table.meta["correction"] = {"a": a, "b": b, "fitted_on": n, "loo_mape": loo["mape"]}
+            corrected = True
+        else:
+            table.meta.pop("correction", None)
+    best = report["corrected_loo"] if corrected else raw
+    report.update(mape=best["mape"], max_abs_pct_err=best["max_abs_pct_err"], spearman=best["spearman"],
+                  corrected=corrected, correction=table.meta.get("correction"))
+    table.meta["validation"] = {k: report[k] for k in ("n", "mape", "max_abs_pct_err", "spearman", "corrected")}
+    table.meta["validation"]["raw_mape"] = raw["mape"]
+    return report
+
+
+def format_report(report: dict) -> str:
+    raw = report["raw"]
+    lines = [f"validated on {report['n']} random networks ({report['device']}, {report['threads']} thread(s))",
+             f"  raw table:   MAPE {100 * raw['mape']:.1f} %, max {raw['max_abs_pct_err']:.1f} %, "
+             f"bias {100 * raw['bias']:+.1f} %, Spearman {raw['spearman']:.3f}"]
+    if "corrected_loo" in report:
+        c = report["corrected_loo"]
+        lines.append(f"  corrected (leave-one-out): MAPE {100 * c['mape']:.1f} %, max {c['max_abs_pct_err']:.1f} %, "
+                     f"Spearman {c['spearman']:.3f}")
+    if report["corrected"]:
+        k = report["correction"]
+        lines.append(f"  stored correction: measured = {k['a']:.4f} * predicted + {k['b']:.3f} ms")
+    else:
+        lines.append("  no correction stored (it did not lower the out-of-sample error)")
+    return "\n".join(lines)

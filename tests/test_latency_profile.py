@@ -1,0 +1,162 @@
+"""Measuring latency tables: context attribution, resume, sidecars, validation, bundles and import.
+
+Timing values on a shared test machine are noisy, so these tests check structure and consistency (every entry
+measured once, layouts recorded, resume skips work, the runner runs without torch), not speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from hnanas.errors import HnanasError
+from hnanas.genotype import named_genotypes
+from hnanas.latency import profiler
+from hnanas.latency.bundle import import_results, safe_extract, write_bundle
+from hnanas.latency.entries import ContextModel, space_entries
+from hnanas.latency.profiler import ProfileSettings, measure_space, profile_space
+from hnanas.latency.runner import classify_nodes, profile_entry, read_graph
+from hnanas.latency.table import LatencyTable
+from hnanas.latency.validate import fit_correction, validate_table
+from hnanas.runtime import export_onnx
+from hnanas.space import load_space
+
+FAST = ProfileSettings(warmup=1, runs=2, min_time_s=0.0, sessions=1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_space("tiny")
+
+
+def test_read_graph_matches_onnx(tmp_path):
+    import onnx
+
+    model = ContextModel(torch.nn.Conv2d(8, 16, 3, padding=1), [8], 16).eval()
+    data = export_onnx(model, (torch.randn(1, 8, 16, 16),), dynamo=False, output_name="ctx_post_out")
+    ref = onnx.load_from_string(data)
+    mine = read_graph(data)
+    assert [(n["name"], n["op_type"], n["inputs"], n["outputs"]) for n in mine["nodes"]] == \
+        [(n.name, n.op_type, list(n.input), list(n.output)) for n in ref.graph.node]
+    assert mine["outputs"] == ["ctx_post_out"]
+
+
+def test_context_attribution_charges_only_the_entry(tmp_path):
+    """A 3x3 conv between context convs: the entry is one node; context nodes are not charged."""
+    model = ContextModel(torch.nn.Conv2d(16, 16, 3, padding=1), [16], 16).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, (torch.randn(1, 16, 32, 32),), path, dynamo=False, output_name="ctx_post_out")
+    r = profile_entry(str(path), ["CPUExecutionProvider"], runs=3)
+    assert r["nodes"] == 1 and r["median_ms"] > 0 and r["n"] == 3
+    assert r["in_layout"] in ("nchw", "nchwc") and r["out_layout"] in ("nchw", "nchwc")
+
+
+def test_layout_classification_on_a_hand_made_graph():
+    g = {"inputs": ["x"], "outputs": ["y"], "nodes": [
+        {"name": "ReorderInput", "op_type": "ReorderInput", "domain": "com.microsoft.nchwc", "inputs": ["x"],
+         "outputs": ["a"]},
+        {"name": "/ctx_pre/Conv", "op_type": "Conv", "domain": "com.microsoft.nchwc", "inputs": ["a"],
+         "outputs": ["b"]},
+        {"name": "r1", "op_type": "ReorderOutput", "domain": "com.microsoft.nchwc", "inputs": ["b"],
+         "outputs": ["c"]},
+        {"name": "/core/Concat", "op_type": "Concat", "domain": "", "inputs": ["c"], "outputs": ["d"]},
+        {"name": "r2", "op_type": "ReorderInput", "domain": "com.microsoft.nchwc", "inputs": ["d"],
+         "outputs": ["e"]},
+        {"name": "ctx_post_out_nchwc", "op_type": "Conv", "domain": "com.microsoft.nchwc", "inputs": ["e"],
+         "outputs": ["y"]},
+    ]}
+    info = classify_nodes(g)
+    assert info["class"] == {"ReorderInput": "context", "/ctx_pre/Conv": "context", "r1": "reorder_in",
+                             "/core/Concat": "entry", "r2": "reorder_out", "ctx_post_out_nchwc": "context"}
+    assert (info["in_layout"], info["out_layout"]) == ("nchw", "nchw")
+
+
+def test_measure_space_resumes_after_an_interruption(tiny, tmp_path, monkeypatch):
+    entries = [e for e in space_entries(tiny) if e.kind in ("op", "head")][:6]
+    out = tmp_path / "t.csv"
+    real, calls = profiler.measure_entry, []
+
+    def flaky(entry, *args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(entry.key)
+        return real(entry, *args, **kwargs)
+
+    monkeypatch.setattr(profiler, "measure_entry", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        measure_space(tiny, out, FAST, entries=entries, checkpoint_s=0.0)
+    assert out.with_suffix(".partial.csv").exists()
+    monkeypatch.setattr(profiler, "measure_entry", lambda e, *a, **k: (calls.append(e.key), real(e, *a, **k))[1])
+    frame = measure_space(tiny, out, FAST, entries=entries)
+    assert len(frame) == 6 and len(calls) == 6 and len(set(calls)) == 6  # nothing measured twice
+    with pytest.raises(HnanasError, match="other settings"):
+        measure_space(tiny, out, ProfileSettings(threads=2, sessions=1), entries=entries)
+
+
+def test_profile_space_writes_table_with_provenance_and_validates(tiny, tmp_path):
+    out = tmp_path / "tiny_cpu_t1.csv"
+    table = profile_space(tiny, out, FAST)
+    assert not out.with_suffix(".partial.csv").exists()
+    loaded = LatencyTable.load(out, space=tiny, device="cpu")
+    assert len(loaded.frame) == len(space_entries(tiny))
+    meta = loaded.meta
+    for key in ("device", "providers", "threads", "graph_optimization_level", "onnxruntime", "onnx", "opset",
+                "cpu_model", "cpu_logical_cores", "memory_gb", "date", "hnanas", "space", "space_hash",
+                "fixed_overhead_ms", "profile_seconds"):
+        assert key in meta, key
+    assert set(loaded.frame[loaded.frame.kind == "op"].in_layout) <= {"nchw", "nchwc", ""}
+    g = named_genotypes(tiny)["dense_res3"]
+    assert loaded.predict(g, tiny).total_ms == pytest.approx(table.predict(g, tiny).total_ms, rel=1e-3)
+    report = validate_table(loaded, tiny, n=5)
+    for key in ("mape", "max_abs_pct_err", "spearman", "n", "corrected"):
+        assert key in report
+    assert report["n"] == 5 and -1 <= report["spearman"] <= 1
+
+
+def test_fit_correction_recovers_a_linear_relation():
+    import numpy as np
+
+    pred = np.array([1.0, 2.0, 5.0, 10.0, 20.0])
+    a, b = fit_correction(pred, 1.1 * pred + 0.3)
+    assert a == pytest.approx(1.1) and b == pytest.approx(0.3)
+
+
+def test_safe_extract_refuses_zip_slip(tmp_path):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("../evil.txt", "x")
+    with pytest.raises(HnanasError, match="outside"):
+        safe_extract(bad, tmp_path / "dest")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_bundle_runs_without_torch_and_imports(tiny, tmp_path):
+    zip_path = write_bundle(tiny, tmp_path / "b.zip", FAST, n_validate=5)
+    folder = safe_extract(zip_path, tmp_path / "b")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["space_hash"] == tiny.hash and (folder / "runner.py").exists()
+    result = tmp_path / "results.csv"
+    code = ("import sys, runpy\n"
+            "for m in ('torch', 'hnanas', 'onnx'): sys.modules[m] = None  # prove the runner needs none of them\n"
+            f"sys.argv = ['runner.py', {str(folder)!r}, '--out', {str(result)!r}]\n"
+            f"runpy.run_path({str(folder / 'runner.py')!r}, run_name='__main__')\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    table, report = import_results(result, tiny, "cpu")
+    assert len(table.frame) == len(space_entries(tiny))
+    assert table.meta["device"] == "cpu" and report["n"] == 5
+    assert table.predict(named_genotypes(tiny)["dense_res3"], tiny).total_ms > 0
+    with pytest.raises(HnanasError, match="not 'gpu'"):
+        import_results(result, tiny, "gpu")
+
+
+def test_devices_that_do_not_run_here_point_to_bundle():
+    from hnanas.runtime import check_device
+
+    with pytest.raises(HnanasError, match="--bundle"):
+        check_device("jetson")
