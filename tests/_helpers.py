@@ -1,0 +1,24 @@
+"""Helpers shared by tests (not fixtures): synthetic latency tables."""
+
+from __future__ import annotations
+
+import zlib
+
+import pandas as pd
+
+from hnanas.latency.entries import space_entries
+from hnanas.latency.table import FORMAT, LatencyTable
+
+
+def synthetic_table(space, overhead=0.3) -> LatencyTable:
+    """Costs from a formula and layouts from a hash, so layout conversions are exercised too."""
+    rows = []
+    for i, e in enumerate(space_entries(space)):
+        ms = 1e-6 * e.c_in * e.c_out * e.h * e.w * (1 + zlib.crc32(e.name.encode()) % 7) + 0.01 * (i % 5) + 0.02
+        h = zlib.crc32(e.key.encode())
+        lin, lout = ("", "") if e.kind == "reorder" else (("nchw", "nchwc")[h % 2], ("nchw", "nchwc")[(h >> 3) % 2])
+        rows.append({**e.row(), "median_ms": ms, "p10_ms": ms * 0.98, "p90_ms": ms * 1.02, "n": 10,
+                     "in_layout": lin, "out_layout": lout})
+    meta = {"format": FORMAT, "space": space.name, "space_hash": space.hash, "device": "cpu", "threads": 1,
+            "fixed_overhead_ms": overhead}
+    return LatencyTable(pd.DataFrame(rows), meta)
