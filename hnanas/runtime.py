@@ -41,13 +41,14 @@ def _quiet_exporter():
 
 def export_onnx(model, example: "torch.Tensor | tuple[torch.Tensor, ...]", path: str | Path | None = None, *,
                 dynamo: bool = True, dynamic_hw: bool = False, input_name: str = "input",
-                output_name: str = "output") -> bytes:
+                output_name: str = "output", constant_folding: bool = True) -> bytes:
     """Export ``model`` (in eval mode) to a single self-contained ONNX model and return its bytes.
 
     ``dynamo=True`` is the deployment exporter (torch.export based, one file via ``external_data=False``);
     ``dynamo=False`` is the TorchScript exporter, ~50x faster, used where hundreds of small graphs are
     needed (latency profiling). ``dynamic_hw`` makes height and width symbolic. A tuple ``example`` exports a
-    model with several inputs, named ``{input_name}0``, ``{input_name}1``, ...
+    model with several inputs, named ``{input_name}0``, ``{input_name}1``, ... ``constant_folding=False`` skips
+    the TorchScript exporter's folding pass (deploy forms have nothing to fold; profiling exports thousands).
     """
     import torch
 
@@ -72,7 +73,7 @@ def export_onnx(model, example: "torch.Tensor | tuple[torch.Tensor, ...]", path:
                 axes = {n: {2: "height", 3: "width"} for n in input_names + [output_name]}
                 torch.onnx.export(model, examples, buf, dynamo=False, input_names=input_names,
                                   output_names=[output_name], opset_version=OPSET,
-                                  dynamic_axes=axes if dynamic_hw else None)
+                                  dynamic_axes=axes if dynamic_hw else None, do_constant_folding=constant_folding)
                 data = buf.getvalue()
     finally:
         model.train(was_training)

@@ -58,7 +58,7 @@ def measure_entry(entry: Entry, space: SearchSpace, settings: ProfileSettings, w
     directions, so it returns the rows of ``to_nchw`` and ``to_nchwc`` of that shape)."""
     model, examples = context_model(entry, space)
     path = workdir / "context.onnx"
-    export_onnx(model, tuple(examples), path, dynamo=False, output_name="ctx_post_out")
+    export_onnx(model, tuple(examples), path, dynamo=False, output_name="ctx_post_out", constant_folding=False)
     providers = _provider_list(get_device(settings.device), fp16=settings.fp16)
     r = profile_entry(str(path), providers, settings.threads, settings.opt_level, settings.warmup, settings.runs,
                       settings.min_time_s, settings.sessions)
@@ -110,7 +110,8 @@ def measure_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, e
     done = {Entry(**{c: r[c] for c in KEY_COLUMNS}).key for r in rows}
     todo = [e for e in entries if e.key not in done]
     last = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="hnanas-profile-") as tmp, \
+    scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None  # models are written and read per entry
+    with tempfile.TemporaryDirectory(prefix="hnanas-profile-", dir=scratch) as tmp, \
             progress(total=len(entries), initial=len(entries) - len(todo), desc=f"profile {space.name}",
                      unit="entry") as bar:
         for entry in todo:

@@ -195,16 +195,20 @@ def _stats(samples: list) -> dict:
 
 
 def profile_entry(model_path: str, providers: list, threads: int = 1, opt_level: str = "all", warmup: int = 2,
-                  runs: int = 5, min_time_s: float = 0.0, sessions: int = 1) -> dict:
+                  runs: int = 5, min_time_s: float = 0.0, sessions: int = 1, more_sessions_above_ms: float = 0.5
+                  ) -> dict:
     """Time the entry inside a context model from ONNX Runtime's per-node profile (for providers that report every
-    node, e.g. the CPU EP), over ``sessions`` fresh sessions (session-to-session spread is larger than run-to-run
-    spread). Returns, in ms: the entry's own time per run (median/p10/p90 over runs of all sessions, and the
+    node, e.g. the CPU EP), over up to ``sessions`` fresh sessions (session-to-session spread is larger than
+    run-to-run spread); sessions after the first run only for entries of at least ``more_sessions_above_ms``
+    (small entries are many, their errors average out in a network, and they dominate the profiling time). Returns, in ms: the entry's own time per run (median/p10/p90 over runs of all sessions, and the
     median of per-session medians as ``median_ms``), the boundary layout conversions ``reorder_in_ms`` /
     ``reorder_out_ms``, the entry's input/output layouts, and the number of nodes charged to it."""
     per_session, entry_runs, rin_runs, rout_runs = [], [], [], []
     info: dict = {}
     for s in range(sessions):
-        workdir = tempfile.mkdtemp(prefix="hnanas-prof-")
+        if s > 0 and per_session[0] < more_sessions_above_ms:
+            break
+        workdir = tempfile.mkdtemp(prefix="hnanas-prof-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
         optimized = os.path.join(workdir, "optimized.onnx")
         try:
             sess = _session(model_path, providers, threads, opt_level, os.path.join(workdir, "trace"), optimized)
