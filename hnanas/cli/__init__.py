@@ -18,6 +18,9 @@ from hnanas.errors import HnanasError
 COMMANDS: list[str] = [
     "hnanas.cli.data",
     "hnanas.cli.ops",
+    "hnanas.cli.retrain",
+    "hnanas.cli.evaluate",
+    "hnanas.cli.export",
 ]
 
 
