@@ -35,6 +35,20 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 T = TypeVar("T")
 
 
+def check_run_path(path: str | os.PathLike, *, resume: bool = False) -> None:
+    """Raise unless ``path`` can hold a new run (missing or empty folder) or, with ``resume``, holds one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HnanasError(f"{path}: exists and is not a folder; choose another output folder")
+    used = path.is_dir() and any(path.iterdir())
+    if resume and not used:
+        raise HnanasError(f"{path}: nothing to resume (no such run, or an empty folder); drop --resume to "
+                          f"start a new run there")
+    if not resume and used:
+        raise HnanasError(f"{path}: the run folder already exists; pass --resume to continue it, or choose "
+                          f"another output folder (or delete this one)")
+
+
 class RunDir:
     """One run folder. Use :meth:`create` to open it (fresh, or to resume)."""
 
@@ -46,15 +60,7 @@ class RunDir:
     def create(cls, path: str | os.PathLike, *, resume: bool = False) -> "RunDir":
         """Open ``path`` for a new run (it must not exist or be empty) or, with ``resume``, an existing one."""
         path = Path(path)
-        used = path.is_dir() and any(path.iterdir())
-        if path.exists() and not path.is_dir():
-            raise HnanasError(f"{path}: exists and is not a folder; choose another output folder")
-        if resume and not used:
-            raise HnanasError(f"{path}: nothing to resume (no such run, or an empty folder); drop --resume to "
-                              f"start a new run there")
-        if not resume and used:
-            raise HnanasError(f"{path}: the run folder already exists; pass --resume to continue it, or choose "
-                              f"another output folder (or delete this one)")
+        check_run_path(path, resume=resume)
         path.mkdir(parents=True, exist_ok=True)
         return cls(path, resumed=resume)
 

@@ -58,6 +58,7 @@ def _changes(args: argparse.Namespace) -> dict:
 
 
 def run_retrain(args: argparse.Namespace) -> int:
+    from hnanas.runs import check_run_path
     from hnanas.train.presets import build_config
     from hnanas.train.retrain import resume_retrain, start_retrain
     from hnanas.train.sources import read_search_run
@@ -71,6 +72,7 @@ def run_retrain(args: argparse.Namespace) -> int:
                               "--out (and flags equal to the run's)")
         result = resume_retrain(out, _changes(args))
     else:
+        check_run_path(out)  # before resolving anything: re-running a finished command says so first
         if args.model and args.genotype:
             raise HnanasError("retrain: pass either --model (a baseline) or --genotype (with --space), not both")
         base: dict = {}
