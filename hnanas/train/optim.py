@@ -3,6 +3,7 @@
 - :func:`build_optimizer` (``adagrad`` as DNANet trains, ``adamw``, ``sgd`` with momentum 0.9),
 - :func:`build_scheduler` (``cosine`` from the optimizer's lr to ``min_lr`` over ``total`` scheduler steps, or
   ``constant``); the caller decides whether a scheduler step is an optimizer step or an epoch,
+- :func:`build_train_loss`: a loss name or a ``+``-joined sum of them (``softiou+bce``),
 - :func:`set_seed` seeds torch, numpy and ``random`` once at the start of a run (model initialisation draws from
   torch's global generator); every later random choice takes its own generator,
 - :func:`resolve_device` turns ``auto`` into ``cuda`` when a GPU is usable, else ``cpu``.
@@ -11,7 +12,7 @@
 from __future__ import annotations
 
 import random
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -79,6 +80,24 @@ class _Cosine:
     def __call__(self, step: int) -> float:
         t = min(step, self.total) / self.total
         return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + float(np.cos(np.pi * t)))
+
+
+def build_train_loss(name: str = "softiou") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A training loss: one of :func:`hnanas.losses.list_losses`, or several joined by ``+`` (their sum, e.g.
+    ``softiou+bce``: SoftIoU for the region, BCE to push the many background pixels down early)."""
+    from hnanas.losses import build_loss
+
+    parts = [p.strip() for p in str(name).split("+")]
+    if not all(parts):
+        raise ConfigError(f"malformed loss {name!r}; use a loss name or names joined by '+', e.g. softiou+bce")
+    losses = [build_loss(p) for p in parts]
+    if len(losses) == 1:
+        return losses[0]
+
+    def summed(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.stack([fn(logits, target) for fn in losses]).sum()
+
+    return summed
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:

@@ -4,8 +4,11 @@ A retrain's resolved config is a :class:`RetrainConfig`; it is written to the ru
 every checkpoint. Command-line flags and ``--config FILE`` (a YAML mapping with the same keys; unknown keys are
 errors) override the preset.
 
-- ``quick``: minutes on a 2-core CPU with the synthetic dataset (the demo's retrain): 64 px crops, batch 16,
-  12 epochs, Adagrad lr 0.05 with a cosine schedule, validation every 3 epochs on 32 images.
+- ``quick``: minutes on a 2-core CPU with the synthetic dataset (the demo's retrain): 64 px crops (70 % centred
+  on a target), batch 16, 40 epochs, AdamW lr 5e-3 cosine to 5e-4, SoftIoU + BCE, validation every 5 epochs on
+  32 images. Measured on the synthetic data with dnanet_res3 (rep_nested): Adagrad 0.05 with SoftIoU, as DNANet
+  trains for 1500 epochs, had not started to separate targets after 20 epochs (val IoU 0.001, Fa ~7e-2),
+  AdamW + SoftIoU alone reached 0.008; AdamW + SoftIoU + BCE reached 0.17 after 20 and 0.35 after 40 epochs.
 - ``paper``: the HNA-NAS / DNANet schedule for a GPU: 1500 epochs, Adagrad lr 0.05 (DNANet's; HNA-NAS retrains
   with 0.01), cosine to 1e-5, batch 16, 256 px crops, validation every 10 epochs on the whole validation subset.
 """
@@ -62,7 +65,7 @@ class TrainConfig:
 
     epochs: int = 1500  # passes over the training list (the validation subset is held out of it)
     batch_size: int = 16  # training crops per optimizer step
-    loss: str = "softiou"  # softiou | bce | dice
+    loss: str = "softiou"  # softiou | bce | dice, or a sum such as softiou+bce
     val_every: int = 10  # evaluate on the validation subset every N epochs, and after the last epoch
     val_max_images: int | None = None  # validate on the first N validation images only; None: all of them
     threshold: float = 0.5  # probability above which a pixel is target, for every metric
@@ -117,14 +120,14 @@ class RetrainConfig:
 
 PRESETS: dict[str, dict] = {
     "quick": {
-        "data": {"crop_size": 64, "target_prob": 0.8},
-        "optim": {"name": "adagrad", "lr": 0.05, "min_lr": 1e-3},
-        "train": {"epochs": 12, "batch_size": 16, "val_every": 3, "val_max_images": 32},
+        "data": {"crop_size": 64, "target_prob": 0.7},
+        "optim": {"name": "adamw", "lr": 5e-3, "weight_decay": 1e-4, "min_lr": 5e-4},
+        "train": {"epochs": 40, "batch_size": 16, "loss": "softiou+bce", "val_every": 5, "val_max_images": 32},
     },
     "paper": {
         "data": {"crop_size": 256, "target_prob": 0.5},
-        "optim": {"name": "adagrad", "lr": 0.05, "min_lr": 1e-5},
-        "train": {"epochs": 1500, "batch_size": 16, "val_every": 10, "val_max_images": None},
+        "optim": {"name": "adagrad", "lr": 0.05, "weight_decay": 0.0, "min_lr": 1e-5},
+        "train": {"epochs": 1500, "batch_size": 16, "loss": "softiou", "val_every": 10, "val_max_images": None},
     },
 }
 

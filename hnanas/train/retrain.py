@@ -28,14 +28,13 @@ from hnanas.data import build_data
 from hnanas.envinfo import environment
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_json, write_json
-from hnanas.losses import build_loss
 from hnanas.models import build_model
 from hnanas.progress import progress
 from hnanas.runs import RunDir, restore_rng_state, rng_state
 from hnanas.train.finish import RetrainResult, finish_retrain
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
-from hnanas.train.optim import build_optimizer, build_scheduler, resolve_device, set_seed
+from hnanas.train.optim import build_optimizer, build_scheduler, build_train_loss, resolve_device, set_seed
 from hnanas.train.presets import RetrainConfig, dotted
 from hnanas.train.sources import resolve_spec
 
@@ -99,7 +98,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
 
         set_seed(cfg.train.seed)
         model = build_model(spec).to(device)
-        loss_fn = build_loss(cfg.train.loss)
+        loss_fn = build_train_loss(cfg.train.loss)
         t = cfg.train
         sampler = EpochSampler(len(data.train), t.seed)
         loader = DataLoader(data.train, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
