@@ -8,7 +8,6 @@ import signal
 import time
 
 import numpy as np
-import pytest
 import torch
 
 from hnanas.cli import main

@@ -32,19 +32,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--space", metavar="NAME|FILE", help="search space of --genotype (name in search_spaces/ or file)")
     p.add_argument("--model", metavar="NAME|FILE", help="a baseline network by name, or a model-spec JSON file")
     add_dataset_options(p)
-    p.add_argument("--preset", choices=preset_names(), default="quick",
+    p.add_argument("--preset", choices=preset_names(), default=None,
                    help="quick: minutes on a CPU (synthetic demo); paper: the 1500-epoch GPU schedule "
-                        "(default: %(default)s)")
+                        "(default: quick)")
     p.add_argument("--config", metavar="FILE", help="YAML file overriding preset values (sections data, optim, "
                                                     "train, latency; unknown keys are errors)")
-    p.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
-    p.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation (default 0)")
-    p.add_argument("--batch-size", type=int, help="training crops per step")
-    p.add_argument("--crop-size", type=int, help="side of the square training crops, pixels")
-    p.add_argument("--lr", type=float, help="initial learning rate")
+    p.add_argument("--epochs", type=int, metavar="N", help="training epochs (overrides the preset)")
+    p.add_argument("--seed", type=int, metavar="K", help="seed of initialisation, data order and augmentation (default 0)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="training crops per step")
+    p.add_argument("--crop-size", type=int, metavar="PX", help="side of the square training crops, pixels")
+    p.add_argument("--lr", type=float, metavar="LR", help="initial learning rate")
     p.add_argument("--optimizer", choices=("adagrad", "adamw", "sgd"), help="optimizer")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto: cuda if present)")
-    p.add_argument("--threads", type=int, help="torch CPU threads for training (default: one per core)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for training (default: one per core)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/retrain)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.set_defaults(func=run_retrain)
@@ -67,7 +67,7 @@ def run_retrain(args: argparse.Namespace) -> int:
         raise HnanasError("retrain: pass --run runs/NAME (a search run, or the name of a new run) or --out DIR")
     out = Path(args.out) if args.out else Path(args.run) / "retrain"
     if args.resume:
-        if args.genotype or args.model or args.space or args.config or args.preset != "quick":
+        if args.genotype or args.model or args.space or args.config or args.preset:
             raise HnanasError("retrain --resume: the model and config of a resumed run are fixed; pass only --run/"
                               "--out (and flags equal to the run's)")
         result = resume_retrain(out, _changes(args))
@@ -87,8 +87,11 @@ def run_retrain(args: argparse.Namespace) -> int:
                 raise HnanasError("retrain: name the network: --run SEARCH_RUN, --genotype with --space, or --model")
             search = read_search_run(args.run)
             model = {"genotype": str(search.genotype_file), "space": args.space or search.space}
-            base = {"data": search.data}
-        cfg = build_config(args.preset, model, base=base, file=args.config, changes=_changes(args))
+            data = dict(search.data)
+            if args.dataset and args.dataset != data.get("dataset"):  # another dataset: its own splits
+                data.pop("split", None)
+            base = {"data": data}
+        cfg = build_config(args.preset or "quick", model, base=base, file=args.config, changes=_changes(args))
         result = start_retrain(cfg, out)
     print(result.summary)
     return 0

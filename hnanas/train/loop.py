@@ -2,17 +2,18 @@
 
 - :func:`train_epoch` runs one pass over a training loader (batches ``(images, masks, ...)``), one optimizer
   step per batch. ``forward(model, images)`` may return one logit map or a list of them (deep supervision: the
-  loss is the mean over the list); ``after_step(step_index)`` runs after every optimizer step (the search puts
-  its architecture steps there); ``scheduler.step()`` follows every optimizer step. A non-finite loss stops the
-  epoch with an :class:`~hnanas.errors.HnanasError` before the optimizer applies it, so the caller's last good
-  checkpoint stays the state to go back to.
+  loss is the mean over the list); ``after_step(step_index)`` runs after every optimizer step, with the index of
+  that step within the epoch, from 0 (the search puts its architecture steps there); ``scheduler.step()``
+  follows every optimizer step. A non-finite loss stops the epoch with an :class:`~hnanas.errors.HnanasError`
+  before the optimizer applies it, so the caller's last good checkpoint stays the state to go back to.
 - :func:`evaluate` runs in eval mode without gradients over an eval loader (``(images, masks, sizes, ids)`` as
   :func:`hnanas.data.collate_eval` makes them: images padded to multiples of 32, ``sizes`` their true (h, w)).
   Each image's main logits are cropped back to its true size before the sigmoid and
   :class:`~hnanas.metrics.IRSTMetrics`, so padding never counts as pixels.
 - :func:`predict` yields ``(id, probability map HxW numpy float32)`` at each image's true size.
 
-Batches go to the device of the model's first parameter. The model's train/eval mode is restored afterwards.
+Batches go to the device of the model's first parameter. ``train_epoch`` leaves the model in train mode;
+``evaluate`` and ``predict`` restore the mode it had.
 """
 
 from __future__ import annotations

@@ -164,7 +164,8 @@ def build_config(preset: str, model: Mapping, *, base: Mapping | None = None, fi
                  changes: Mapping[str, Any] | None = None) -> RetrainConfig:
     """The resolved config: defaults < ``base`` (e.g. a search run's data section) < preset ``preset`` <
     ``file`` (a YAML mapping of RetrainConfig keys) < ``changes`` (dotted keys from the command line; None
-    values skipped); the model comes from ``model`` only. Every layer is checked strictly (unknown keys are errors naming their source)."""
+    values skipped); the model comes from ``model`` only. Every layer is checked strictly (unknown keys are
+    errors naming their source)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     data: dict = {"model": dict(model), "preset": preset}

@@ -95,6 +95,8 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
         if len(data.train) == 0:
             raise HnanasError(f"{data.index.root}: split {data.split.name} has no usable training image")
         input_norm = [float(data.stats.mean), float(data.stats.std)]
+        if cfg.train.num_workers > 0:  # decode once here, so forked workers share the cache
+            data.store.preload([*data.train.ids, *data.val.ids, *data.test.ids])
 
         set_seed(cfg.train.seed)
         model = build_model(spec).to(device)
