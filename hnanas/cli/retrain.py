@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML file overriding preset values (sections data, optim, "
                                                     "train, latency; unknown keys are errors)")
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs (overrides the preset)")
-    p.add_argument("--seed", type=int, metavar="K", help="seed of initialisation, data order and augmentation (default 0)")
+    p.add_argument("--seed", type=int, metavar="K",
+                   help="seed of initialisation, data order and augmentation (default 0)")
     p.add_argument("--batch-size", type=int, metavar="N", help="training crops per step")
     p.add_argument("--crop-size", type=int, metavar="PX", help="side of the square training crops, pixels")
     p.add_argument("--lr", type=float, metavar="LR", help="initial learning rate")
