@@ -26,7 +26,8 @@ def test_retrain_writes_every_output(retrained, workspace):
     m = json.loads((retrained / "metrics.json").read_text())
     assert {"iou", "niou", "pd", "fa", "split", "dataset", "epochs", "n_images", "val_iou"} <= set(m)
     assert m["dataset"] == "tinydata" and m["split"] == "default" and m["epochs"] == EPOCHS and m["n_images"] == 5
-    assert 0.0 <= m["iou"] <= 1.0 and m["training"]["steps"] == EPOCHS * 3 and m["best_epoch"] in (3, 6)
+    assert 0.0 <= m["iou"] <= 1.0 and m["training"]["steps"] == EPOCHS * 3
+    assert m["best_epoch"] in (5, 6)  # quick validates every 5 epochs and after the last
     config = (retrained / "config.yaml").read_text()
     assert "val_fraction: 0.25" in config and "crop_size: 32" in config  # search data defaults, CLI crop
     log = (retrained / "retrain_log.csv").read_text().splitlines()
