@@ -136,3 +136,35 @@ def test_latency_uses_the_tables_thread_count_and_prediction(tmp_path, monkeypat
     forced = measure_latency(onnx, spec, devices=["cpu"], threads=1, sessions=1)["cpu"]
     assert forced["threads"] == 1 and forced["predicted_ms"] is None and "no latency table" in forced["note"]
     json.dumps(result)  # plain JSON
+
+
+class ToyDeepSupervision(torch.nn.Module):
+    """A registered baseline kind with deep supervision: [aux, main] logits in train mode, main in eval mode."""
+
+    def __init__(self, spec: dict, deploy: bool):
+        super().__init__()
+        from hnanas.ops import ConvBN
+
+        self.body = torch.nn.Sequential(ConvBN(1, spec["width"], 3, deploy=deploy), torch.nn.ReLU())
+        self.aux, self.main = torch.nn.Conv2d(spec["width"], 1, 1), torch.nn.Conv2d(spec["width"], 1, 1)
+
+    def forward(self, x):
+        features = self.body(x)
+        return [self.aux(features), self.main(features)] if self.training else self.main(features)
+
+
+def test_retrain_of_a_baseline_with_deep_supervision(workspace, tmp_path):
+    from hnanas.models import _BUILDERS, register_model
+    from hnanas.train.retrain import start_retrain
+
+    if "toy_ds" not in _BUILDERS:
+        register_model("toy_ds", ToyDeepSupervision, named={"toy_ds": {"width": 4}})
+    cfg = build_config("quick", {"baseline": "toy_ds"}, changes={
+        "data.dataset": str(workspace / "tinydata"), "data.crop_size": 32, "train.epochs": 2,
+        "train.batch_size": 8, "train.figure_images": 0, "latency.sessions": 1, "latency.size": [64, 64]})
+    result = start_retrain(cfg, tmp_path / "toy")
+    assert result.metrics["model"] == "toy_ds"
+    assert result.metrics["training"]["steps"] == 2  # 15 training images in batches of 8, the last one dropped
+    assert result.latency["cpu"]["predicted_ms"] is None and "baseline network" in result.latency["cpu"]["note"]
+    assert json.loads((tmp_path / "toy" / "model.json").read_text()) == {"kind": "toy_ds", "width": 4}
+    assert not (tmp_path / "toy" / "predictions.png").exists() and "toy_ds" in result.summary
