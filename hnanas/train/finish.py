@@ -107,7 +107,9 @@ def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.
 
 
 def _draw(run: RunDir, model: torch.nn.Module, data: DataBundle, n: int, threshold: float, spec: dict) -> None:
-    subset = Subset(data.test, range(min(n, len(data.test))))
+    has_target = [bool(data.store.get(i).mask.any()) for i in data.test.ids]
+    order = [k for k, t in enumerate(has_target) if t] + [k for k, t in enumerate(has_target) if not t]
+    subset = Subset(data.test, sorted(order[:n]))  # images with targets first
     samples = []
     for image_id, prob in predict(model, eval_loader(subset), desc="figure"):
         sample = data.store.get(image_id)
