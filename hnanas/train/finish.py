@@ -62,7 +62,7 @@ def _training_budget(run: RunDir, cfg: RetrainConfig, steps_per_epoch: int) -> d
 
 
 def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.Module, data: DataBundle,
-                   best: dict, device: torch.device) -> RetrainResult:
+                   best: dict) -> RetrainResult:
     """Test ``best.pt``'s weights, then deploy them; writes every output file of the run."""
     chosen = run.load_checkpoint("best.pt")
     model.load_state_dict(chosen["model_state"])

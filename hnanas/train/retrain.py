@@ -165,7 +165,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", best_val_iou=_fmt(best["val_iou"]), refresh=False)
                 log.info("epoch %d/%d: loss %.4f, lr %.3g%s", epoch + 1, t.epochs, stats["loss"], stats["lr"],
                          f", val IoU {row['val_iou']:.4f}" if "val_iou" in row else "")
-        return finish_retrain(run, cfg, spec, model, data, best, device)
+        return finish_retrain(run, cfg, spec, model, data, best)
 
 
 def _fmt(value: float | None) -> str:
