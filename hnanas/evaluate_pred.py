@@ -6,9 +6,12 @@ Files for ids that are not listed are ignored (and counted in the log). A listed
 Pillow cannot decode, or a prediction whose size differs from its mask is a one-line ``DataError`` naming the
 file, so a half-written or mis-sized submission is never scored silently.
 
-Ground truth comes as a mapping id -> mask path (``None`` for a target-free background image, whose mask is
-then empty at the prediction's size). Masks are read by :func:`read_mask`, the one place to swap for the
-dataset layer's ``load_mask``.
+Ground truth comes from the dataset layer: :func:`score_split_predictions` scores a split's test ids of a
+:class:`~hnanas.data.DatasetIndex`, reading masks with :func:`hnanas.data.load_mask` (the project's mask
+convention) at their *image's* size under the ``on_mismatch`` policy (``resize``: a mask whose size differs
+from its image is resized to it, so the prediction must have the image's size; ``skip``: that id is not
+scored; ``error``: a ``DataError`` naming the mask). :func:`score_prediction_folder` also takes plain mask
+paths (the mask's own size is the expected prediction size) or ``None`` (a target-free image).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Mapping
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from hnanas.data.index import DatasetIndex, SamplePaths
+from hnanas.data.loading import MismatchPolicy, load_mask, mask_to_bool, mask_values, read_size, usable_ids
 from hnanas.errors import DataError
 from hnanas.metrics import IRSTMetrics
 from hnanas.progress import progress
@@ -61,13 +66,21 @@ def read_prediction(path: Path) -> np.ndarray:
     return read_gray_png(path, "prediction") > PREDICTION_THRESHOLD
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A ground-truth mask PNG as bool HxW: 0/255 masks are target above 127, 0/1 masks above 0.
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """A ground-truth mask file as bool HxW at its own size, by the dataset layer's mask convention."""
+    return mask_to_bool(mask_values(path))
 
-    Interim reader; the dataset layer's ``load_mask`` replaces it once it lands.
-    """
-    values = read_gray_png(path, "mask")
-    return values > (0 if values.max(initial=0) <= 1 else 127)
+
+def _ground_truth(entry: SamplePaths | str | os.PathLike | None, on_mismatch: MismatchPolicy,
+                  prediction_shape: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """The bool mask an id's prediction is scored against, and what defines its size (for messages)."""
+    if entry is None:
+        return np.zeros(prediction_shape, dtype=bool), ""
+    if isinstance(entry, SamplePaths):
+        shape = read_size(entry.image, "image")
+        return load_mask(entry.mask, shape, on_mismatch, warn=False), f"its image {entry.image}"
+    mask = read_mask(entry)
+    return mask, f"its mask {entry}"
 
 
 def _check_all_present(pred_dir: Path, ids: list[str]) -> None:
@@ -83,13 +96,17 @@ def _check_all_present(pred_dir: Path, ids: list[str]) -> None:
     raise DataError(f"{first}: prediction missing{more}; write one <id>.png per listed image into {pred_dir}")
 
 
-def score_prediction_folder(pred_dir: str | os.PathLike, masks: Mapping[str, str | os.PathLike | None], *,
+def score_prediction_folder(pred_dir: str | os.PathLike,
+                            masks: Mapping[str, SamplePaths | str | os.PathLike | None], *,
+                            on_mismatch: MismatchPolicy = "resize",
                             max_centroid_distance: float = 3.0) -> dict[str, float | int]:
     """Score ``pred_dir/<id>.png`` against ``masks[id]`` for every listed id; returns the metrics dict.
 
-    The dict is :meth:`hnanas.metrics.IRSTMetrics.compute`'s (``iou``, ``niou``, ``pd``, ``fa``, counts).
-    Raises ``DataError`` for a missing folder, an empty id list, a missing or unreadable prediction or mask,
-    and a prediction whose size differs from its mask.
+    ``masks[id]`` is a sample's paths (the mask is read at its image's size, applying ``on_mismatch``), a mask
+    path (read at its own size) or ``None`` (no target). The dict is
+    :meth:`hnanas.metrics.IRSTMetrics.compute`'s (``iou``, ``niou``, ``pd``, ``fa``, counts). Raises
+    ``DataError`` for a missing folder, an empty id list, a missing or unreadable prediction or mask, and a
+    prediction whose size differs from the expected one.
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
@@ -106,16 +123,22 @@ def score_prediction_folder(pred_dir: str | os.PathLike, masks: Mapping[str, str
     for image_id in progress(ids, desc="scoring", unit="img"):
         pred_path = pred_dir / f"{image_id}.png"
         prediction = read_prediction(pred_path)
-        mask_path = masks[image_id]
-        if mask_path is None:
-            mask = np.zeros_like(prediction)
-        else:
-            mask = read_mask(Path(mask_path))
-            if mask.shape != prediction.shape:
-                raise DataError(f"{pred_path}: prediction is {_wxh(prediction)} but its mask {mask_path} is "
-                                f"{_wxh(mask)}; predictions must have the original image size")
+        mask, reference = _ground_truth(masks[image_id], on_mismatch, prediction.shape)
+        if mask.shape != prediction.shape:
+            raise DataError(f"{pred_path}: prediction is {_wxh(prediction)} but {reference} is {_wxh(mask)}; "
+                            f"predictions must have the original image size")
         metrics.update(prediction, mask)
     return metrics.compute()
+
+
+def score_split_predictions(pred_dir: str | os.PathLike, index: DatasetIndex, split: str | None = None, *,
+                            on_mismatch: MismatchPolicy = "resize") -> dict:
+    """Score ``pred_dir`` against the test ids of ``index``'s split (default: the dataset's own) under the
+    ``on_mismatch`` policy; the metrics dict gains ``dataset`` and ``split``."""
+    chosen = index.split(split)
+    ids = usable_ids(index, chosen.test, on_mismatch)
+    metrics = score_prediction_folder(pred_dir, {i: index.paths(i) for i in ids}, on_mismatch=on_mismatch)
+    return {**metrics, "dataset": index.name, "split": chosen.name}
 
 
 def _wxh(array: np.ndarray) -> str:

@@ -58,3 +58,7 @@ def data_root(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HNANAS_DATA", str(root))
     monkeypatch.setenv("HNANAS_CACHE", str(tmp_path / "cache"))
     return root
+
+
+# The tiny retrained run shared by test_retrain.py and test_evaluate_export.py (defined once, so it runs once).
+from retrain_fixtures import retrained, workspace  # noqa: E402,F401
