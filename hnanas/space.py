@@ -171,7 +171,7 @@ def available_spaces() -> list[str]:
 def load_space(name_or_path: str | Path) -> SearchSpace:
     """Load a space by file path or by name (a file ``search_spaces/<name>.yaml`` shipped with hnanas)."""
     path = Path(name_or_path)
-    if not path.suffix and not path.exists():
+    if not path.suffix and not path.is_file():  # a bare name (a folder of that name in the cwd does not count)
         path = SPACES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ConfigError(f"{name_or_path}: no such search-space file (shipped spaces: "

@@ -19,6 +19,7 @@ COMMANDS: list[str] = [
     "hnanas.cli.data",
     "hnanas.cli.ops",
     "hnanas.cli.profile",
+    "hnanas.cli.search",
     "hnanas.cli.retrain",
     "hnanas.cli.evaluate",
     "hnanas.cli.export",

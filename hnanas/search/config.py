@@ -1,0 +1,98 @@
+"""Search configuration: typed dataclasses (one comment per field) and the ``quick`` / ``paper`` presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hnanas.config import from_dict, override, to_dict
+from hnanas.data.bundle import DataConfig
+
+
+@dataclass
+class StageConfig:
+    epochs: int = 8  # epochs of this stage (an epoch = one pass over the train crops)
+    warmup_epochs: int = 2  # first epochs train weights only (random gates / random paths), no architecture steps
+    arch_every: int = 2  # weight steps per architecture step (HNA-NAS: 5)
+    arch_lr: float = 5e-3  # Adam learning rate of the architecture parameters (betas 0, 0.999 as HNA-NAS)
+    tau_start: float = 1.0  # stage 1: Gumbel-sigmoid temperature at the first architecture epoch ...
+    tau_end: float = 0.2  # ... annealed exponentially to this at the last epoch
+    paths: int = 2  # stage 2: ops sampled per architecture step (binary gate over them, ProxylessNAS)
+    mode: Literal["proxyless", "mixture"] = "proxyless"  # stage 2: sampled paths, or a DARTS mixture of all ops
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError("need epochs >= 1 and 0 <= warmup_epochs < epochs")
+        if self.arch_every < 1 or self.paths < 1 or self.tau_start <= 0 or self.tau_end <= 0:
+            raise ValueError("arch_every, paths, tau_start and tau_end must be positive")
+
+
+@dataclass
+class SearchConfig:
+    preset: Literal["quick", "paper"] = "quick"  # which defaults this config started from
+    data: DataConfig = field(default_factory=DataConfig)  # dataset, split, crops, validation carve
+    space: str = "rep_nested"  # search-space name or YAML file
+    device: str = "cpu"  # the device whose latency table prices architectures
+    threads: int = 1  # the table's ONNX Runtime thread count
+    table: str | None = None  # latency table CSV; None: latency_tables/<space>_<device>_t<threads>.csv
+    latency_weight: float = 0.1  # lambda: weight of the latency term (0 = accuracy only)
+    target_latency_ms: float | None = None  # T; None: the expected latency when architecture steps start
+    latency_loss: Literal["add-linear", "mul-log"] = "add-linear"  # seg + l*(E-T)/T, or seg*a*(log E/log T)^b
+    mul_log_alpha: float = 0.2  # alpha of mul-log (ProxylessNAS / HNA-NAS)
+    mul_log_beta: float = 0.3  # beta of mul-log
+    stage1_latency_op: str = "mean"  # stage 1 prices a node with the mean over candidate ops, or one op's name
+    edge_threshold: float = 0.5  # stage 1 keeps edges whose keep-probability exceeds this
+    loss: str = "softiou"  # segmentation loss: softiou | bce | dice
+    optimizer: str = "adagrad"  # weight optimizer: adagrad (DNANet/HNA-NAS) | adamw | sgd
+    lr: float = 0.05  # weight learning rate (cosine-annealed within each stage)
+    weight_decay: float = 0.0  # weight decay of the weights
+    batch_size: int = 12  # crops per weight step and per architecture step (per process)
+    seed: int = 0  # seed of weights, data order, sampling: the same seed gives the same search
+    train_device: str = "auto"  # torch device for training: auto (cuda if available) | cpu | cuda
+    stage1: StageConfig = field(default_factory=StageConfig)  # topology stage
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, warmup_epochs=3))  # op stage
+
+    def __post_init__(self) -> None:
+        if self.latency_weight < 0:
+            raise ValueError("latency_weight must be >= 0")
+        if self.target_latency_ms is not None and self.target_latency_ms <= 0:
+            raise ValueError("target_latency_ms must be positive")
+
+
+PRESETS: dict[str, dict] = {
+    # <= 10 min on a 2-core CPU on the synthetic dataset: small crops, few epochs.
+    # Few architecture steps, so a larger architecture learning rate than HNA-NAS's 5e-3 (which assumes
+    # thousands of steps) lets the distributions actually decide within the budget.
+    "quick": {"data": {"crop_size": 64}, "batch_size": 12,
+              "stage1": {"epochs": 6, "warmup_epochs": 2, "arch_every": 2, "arch_lr": 0.05},
+              "stage2": {"epochs": 8, "warmup_epochs": 3, "arch_every": 2, "arch_lr": 0.05}},
+    # HNA-NAS's schedule for a GPU: long weight warm-up with random paths, then architecture steps every 5
+    # weight steps with Adam 5e-3 (beta1 = 0); crops of 256, batch 16 (stage 1 is shorter: one op to train).
+    "paper": {"data": {"crop_size": 256}, "batch_size": 16,
+              "stage1": {"epochs": 400, "warmup_epochs": 300, "arch_every": 5},
+              "stage2": {"epochs": 1600, "warmup_epochs": 1500, "arch_every": 5}},
+}
+
+
+def preset_config(name: str) -> SearchConfig:
+    base = to_dict(SearchConfig(preset=name))  # type: ignore[arg-type]
+    for key, value in PRESETS[name].items():
+        if isinstance(value, dict):
+            base[key].update(value)
+        else:
+            base[key] = value
+    return from_dict(SearchConfig, base, source=f"preset {name}")
+
+
+def resolve_config(preset: str, changes: dict, source: str = "command line") -> SearchConfig:
+    """The preset's config with ``changes`` (dotted keys, None = keep) applied and checked."""
+    return override(preset_config(preset), changes, source=source)
+
+
+def stage_config(cfg: SearchConfig, stage: int) -> StageConfig:
+    return cfg.stage1 if stage == 1 else cfg.stage2
+
+
+__all__ = ["SearchConfig", "StageConfig", "PRESETS", "preset_config", "resolve_config", "stage_config",
+           "dataclasses"]
