@@ -67,9 +67,9 @@ def test_latency_loss_forms():
     seg, e = torch.tensor(0.5), torch.tensor(20.0, requires_grad=True)
     assert search_loss(seg, e, 10.0, weight=0.0) is seg
     lin = search_loss(seg, e, 10.0, kind="add-linear", weight=0.1)
-    assert float(lin) == pytest.approx(0.5 + 0.1 * (20 - 10) / 10)
+    assert lin.item() == pytest.approx(0.5 + 0.1 * (20 - 10) / 10)
     mul = search_loss(seg, e, 10.0, kind="mul-log", alpha=0.2, beta=0.3)
-    assert float(mul) == pytest.approx(0.5 * 0.2 * (np.log(20) / np.log(10)) ** 0.3)
+    assert mul.item() == pytest.approx(0.5 * 0.2 * (np.log(20) / np.log(10)) ** 0.3)
     mul.backward()
     assert e.grad > 0
     with pytest.raises(HnanasError, match="above 1 ms"):
