@@ -20,5 +20,5 @@ def synthetic_table(space, overhead=0.3) -> LatencyTable:
         rows.append({**e.row(), "median_ms": ms, "p10_ms": ms * 0.98, "p90_ms": ms * 1.02, "n": 10,
                      "in_layout": lin, "out_layout": lout})
     meta = {"format": FORMAT, "space": space.name, "space_hash": space.hash, "device": "cpu", "threads": 1,
-            "fixed_overhead_ms": overhead}
+            "fixed_overhead_ms": overhead, "network_factor": 1.07}
     return LatencyTable(pd.DataFrame(rows), meta)

@@ -19,7 +19,7 @@ from hnanas.errors import HnanasError
 from hnanas.genotype import named_genotypes
 from hnanas.latency import profiler
 from hnanas.latency.bundle import import_results, safe_extract, write_bundle
-from hnanas.latency.entries import ContextModel, space_entries
+from hnanas.latency.entries import CONTEXT_IN, ContextModel, space_entries
 from hnanas.latency.profiler import ProfileSettings, measure_space, profile_space
 from hnanas.latency.runner import classify_nodes, profile_entry, read_graph
 from hnanas.latency.table import LatencyTable
@@ -39,7 +39,7 @@ def test_read_graph_matches_onnx(tmp_path):
     import onnx
 
     model = ContextModel(torch.nn.Conv2d(8, 16, 3, padding=1), [8], 16).eval()
-    data = export_onnx(model, (torch.randn(1, 8, 16, 16),), dynamo=False, output_name="ctx_post_out")
+    data = export_onnx(model, (torch.randn(1, CONTEXT_IN, 16, 16),), dynamo=False, output_name="ctx_post_out")
     ref = onnx.load_from_string(data)
     mine = read_graph(data)
     assert [(n["name"], n["op_type"], n["inputs"], n["outputs"]) for n in mine["nodes"]] == \
@@ -51,7 +51,7 @@ def test_context_attribution_charges_only_the_entry(tmp_path):
     """A 3x3 conv between context convs: the entry is one node; context nodes are not charged."""
     model = ContextModel(torch.nn.Conv2d(16, 16, 3, padding=1), [16], 16).eval()
     path = tmp_path / "m.onnx"
-    export_onnx(model, (torch.randn(1, 16, 32, 32),), path, dynamo=False, output_name="ctx_post_out")
+    export_onnx(model, (torch.randn(1, CONTEXT_IN, 32, 32),), path, dynamo=False, output_name="ctx_post_out")
     r = profile_entry(str(path), ["CPUExecutionProvider"], runs=3)
     assert r["nodes"] == 1 and r["median_ms"] > 0 and r["n"] == 3
     assert r["in_layout"] in ("nchw", "nchwc") and r["out_layout"] in ("nchw", "nchwc")
@@ -108,7 +108,7 @@ def test_profile_space_writes_table_with_provenance_and_validates(tiny, tmp_path
     meta = loaded.meta
     for key in ("device", "providers", "threads", "graph_optimization_level", "onnxruntime", "onnx", "opset",
                 "cpu_model", "cpu_logical_cores", "memory_gb", "date", "hnanas", "space", "space_hash",
-                "fixed_overhead_ms", "profile_seconds"):
+                "fixed_overhead_ms", "network_factor", "calibration_networks", "profile_seconds"):
         assert key in meta, key
     assert set(loaded.frame[loaded.frame.kind == "op"].in_layout) <= {"nchw", "nchwc", ""}
     g = named_genotypes(tiny)["dense_res3"]

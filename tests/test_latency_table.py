@@ -47,8 +47,9 @@ def test_prediction_sums_its_parts_and_applies_correction(tiny, table):
     g = named_genotypes(tiny)["dense_res3"]
     p = table.predict(g, tiny)
     assert p.reorder_ms > 0  # the hashed layouts disagree somewhere
-    assert p.raw_ms == pytest.approx(sum(p.nodes_ms.values()) + p.resample_ms + p.reorder_ms + p.head_ms
-                                     + p.overhead_ms)
+    parts = sum(p.nodes_ms.values()) + p.resample_ms + p.reorder_ms + p.head_ms
+    assert p.raw_ms == pytest.approx(table.network_factor * parts + p.overhead_ms)
+    assert table.entries_sum(g, tiny) == pytest.approx(parts)
     assert p.total_ms == p.raw_ms and not p.corrected
     corrected = LatencyTable(table.frame, {**table.meta, "correction": {"a": 1.1, "b": 0.5}})
     q = corrected.predict(g, tiny)

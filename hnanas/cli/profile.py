@@ -102,6 +102,7 @@ def run(args) -> int:
     table = profile_space(space, Path(out), settings, fresh=args.fresh)
     m = table.meta
     print(f"{out}: {m['n_entries']} entries of {space.name} on {device} ({threads} thread(s)) in "
-          f"{m['profile_seconds']:.0f} s; fixed overhead {m['fixed_overhead_ms']:.2f} ms per network")
+          f"{m['profile_seconds']:.0f} s; calibrated on {len(m['calibration_networks'])} networks: network = "
+          f"{m['network_factor']:.3f} x entries + {m['fixed_overhead_ms']:.2f} ms")
     print(f"next: hnanas profile validate --table {out}")
     return 0

@@ -31,8 +31,8 @@ from hnanas.errors import HnanasError
 from hnanas.fileio import atomic_path, read_json
 from hnanas.genotype import named_genotypes, sample_genotype
 from hnanas.latency import runner
-from hnanas.latency.entries import KEY_COLUMNS, ContextModel, Entry, context_model, space_entries
-from hnanas.latency.profiler import ProfileSettings, export_network, provenance
+from hnanas.latency.entries import CONTEXT_IN, KEY_COLUMNS, ContextModel, Entry, context_model, space_entries
+from hnanas.latency.profiler import ProfileSettings, calibration_networks, export_network, provenance
 from hnanas.latency.table import FORMAT, LatencyTable
 from hnanas.latency.validate import error_stats, fit_correction, loo_corrected
 from hnanas.progress import progress
@@ -55,6 +55,20 @@ def _export(model, examples, path: Path) -> None:
     export_onnx(model, tuple(examples), path, dynamo=False, output_name="ctx_post_out")
 
 
+def _out_size(e: Entry) -> tuple[int, int]:
+    if e.kind == "resample":
+        f = int(e.parts[4:] if e.parts.startswith("down") else e.parts[2:])
+        return (e.h // f, e.w // f) if e.parts.startswith("down") else (e.h * f, e.w * f)
+    return e.h, e.w
+
+
+def _boundary_shapes(e: Entry) -> list[tuple[int, int, int]]:
+    """(channels, h, w) of the tensors an entry reads and (except the head) writes."""
+    ins = [int(c) for c in e.parts.split("+")] if e.kind == "concat" else [e.c_in]
+    out = [] if e.kind == "head" else [(e.c_out, *_out_size(e))]
+    return [(c, e.h, e.w) for c in ins] + out
+
+
 def write_bundle(space: SearchSpace, out: Path, settings: ProfileSettings, n_validate: int = 10) -> Path:
     """Write the profiling bundle of ``space`` for ``settings.device`` to the zip ``out``."""
     import torch
@@ -70,15 +84,13 @@ def write_bundle(space: SearchSpace, out: Path, settings: ProfileSettings, n_val
             name = f"models/e{i:05d}.onnx"
             _export(model, examples, root / name)
             items.append({"id": f"e{i:05d}", **e.row(), "model": name})
-            shapes |= {(x.shape[1], x.shape[2], x.shape[3]) for x in examples}
-            if e.kind != "head":
-                shapes.add((e.c_out, *model(*examples).shape[2:]))
+            shapes |= set(_boundary_shapes(e))
         for j, (c, h, w) in enumerate(sorted(shapes)):  # identity contexts for the end-to-end method
             name = f"models/i{j:04d}.onnx"
-            _export(ContextModel(nn.Identity(), [c], c).eval(), [torch.randn(1, c, h, w)], root / name)
+            _export(ContextModel(nn.Identity(), [c], c).eval(), [torch.randn(1, CONTEXT_IN, h, w)], root / name)
             items.append({"id": f"i{j:04d}", "kind": "identity", "name": "identity", "c_in": c, "c_out": c, "h": h,
                           "w": w, "stride": 1, "parts": "", "model": name})
-        nets = [("reference", n, g) for n, g in named_genotypes(space).items()]
+        nets = [("reference", n, g) for n, g in calibration_networks(space).items()]
         nets += [("validation", f"random_{k}", sample_genotype(space, k)) for k in range(n_validate)]
         networks = []
         for role, name, g in progress(nets, desc="bundle networks", unit="net"):
@@ -133,13 +145,10 @@ def _e2e_entry_times(rows: pd.DataFrame) -> pd.Series:
         if r.kind not in ("op", "resample", "concat", "head"):
             out.append(r.median_ms)
             continue
-        ins = [int(c) for c in str(r.parts).split("+")] if r.kind == "concat" else [r.c_in]
-        h_out = r.h // 2 ** int(str(r.parts)[4:]) if str(r.parts).startswith("down") else (
-            r.h * int(str(r.parts)[2:]) if str(r.parts).startswith("up") else r.h)
-        w_out = r.w * h_out // r.h
-        base = sum(ident.get((c, r.h, r.w), 0.0) for c in ins)
-        if r.kind != "head":
-            base += ident.get((r.c_out, h_out, w_out), 0.0)
+        e = Entry(**{c: getattr(r, c) for c in KEY_COLUMNS})
+        shapes = _boundary_shapes(e)
+        base = sum(ident.get(shape, 0.0) for shape in shapes)
+        ins = shapes if e.kind == "head" else shapes[:-1]
         out.append(max(r.median_ms - base / 2 + (len(ins) - 1) * overhead / 2, 0.0))
     return pd.Series(out, index=rows.index)
 
@@ -178,10 +187,13 @@ def import_results(csv_path: Path, space: SearchSpace, device: str) -> tuple[Lat
         manifest_nets.setdefault(role, []).append((name, float(r["median_ms"])))
     report: dict = {}
     refs = manifest_nets.get("reference", [])
-    graphs = {g_name: g for g_name, g in named_genotypes(space).items()}
-    if refs:
-        meta["fixed_overhead_ms"] = float(np.median([max(m - table.predict(graphs[n], space).raw_ms, 0.0)
-                                                     for n, m in refs if n in graphs]))
+    graphs = calibration_networks(space)
+    refs = [(n, m) for n, m in refs if n in graphs]
+    if len(refs) >= 2:
+        pred = np.array([table.entries_sum(graphs[n], space) for n, _ in refs])
+        factor, overhead = fit_correction(pred, np.array([m for _, m in refs]))
+        meta.update(network_factor=factor, fixed_overhead_ms=overhead,
+                    calibration_networks={n: {"measured_ms": m, "entries_ms": float(p)} for (n, m), p in zip(refs, pred)})
     val = manifest_nets.get("validation", [])
     if len(val) >= 5:
         table = LatencyTable(table.frame, meta)

@@ -10,8 +10,8 @@ kernels run blocked depends on the device (e.g. channel counts that are not a mu
 :func:`space_entries` lists every such piece that any genotype of the space can produce: each op at every
 input-channel count a subset of a node's candidates can sum to, every concat of two or more candidates, every
 resample, the head, and a layout conversion in each direction for every tensor shape that can occur.
-:func:`context_model` wraps an entry between ``ctx_pre``/``ctx_post`` 3x3 convs (the neighbours it has in a
-network), so it is measured as it runs there; ``runner.py`` charges it its own kernels only and reports the
+:func:`context_model` wraps an entry between cheap ``ctx_pre``/``ctx_post`` convs that give it the memory
+layouts its neighbours give it in a network, so it is measured as it runs there; ``runner.py`` charges it its own kernels only and reports the
 layouts it consumes and produces, so the predictor can add the conversions a given network needs.
 """
 
@@ -140,16 +140,33 @@ class _Abs(nn.Module):
         return torch.abs(x)
 
 
+CONTEXT_VERSION = 2  # bump when context models change: tables and interrupted profiles record it
+CONTEXT_IN = 16  # channels of a context model's graph input (an aligned block width)
+
+
+def _pre(channels: int) -> nn.Module:
+    """A cheap producer of a ``channels`` x h x w tensor that ORT keeps blocked (NCHWc) where it can, as the
+    3x3 convs before an entry in a network are: a 3x3 conv on an aligned 16-channel input, then a 1x1 conv to
+    ``channels`` (ORT blocks a pointwise conv only when its input is blocked)."""
+    return nn.Sequential(nn.Conv2d(CONTEXT_IN, CONTEXT_IN, 3, padding=1), nn.Conv2d(CONTEXT_IN, channels, 1))
+
+
+def _post(channels: int) -> nn.Module:
+    """A cheap consumer that ORT blocks whatever the layout it gets (a (1, 3) conv is not pointwise)."""
+    return nn.Conv2d(channels, CONTEXT_IN, (1, 3), padding=(0, 1))
+
+
 class ContextModel(nn.Module):
-    """``ctx_pre`` 3x3 conv per input -> core -> ``ctx_post`` 3x3 conv (none for the head, whose output is the
-    network's output). 3x3 convs are what surrounds an entry in a nested network, and ORT runs them blocked
-    (NCHWc) where it can, as it does there (a 1x1 conv on a plain input would stay plain)."""
+    """``ctx_pre`` per input -> core -> ``ctx_post`` (none for the head, whose output is the network's output).
+
+    The neighbours give the entry the memory layouts it meets in a network without costing much more than it:
+    a 3x3 conv c -> c around a 248-channel entry at 256x256 would cost ~36 GMAC, far more than most entries."""
 
     def __init__(self, core: nn.Module, in_channels: list[int], out_channels: int | None):
         super().__init__()
-        self.ctx_pre = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1) for c in in_channels])
+        self.ctx_pre = nn.ModuleList([_pre(c) for c in in_channels])
         self.core = core
-        self.ctx_post = nn.Conv2d(out_channels, out_channels, 3, padding=1) if out_channels else None
+        self.ctx_post = _post(out_channels) if out_channels else None
 
     def forward(self, *xs):
         y = self.core(*[pre(x) for pre, x in zip(self.ctx_pre, xs)])
@@ -172,4 +189,4 @@ def context_model(entry: Entry, space: SearchSpace) -> tuple[nn.Module, list[tor
     else:
         raise ValueError(f"unknown entry kind {entry.kind!r}")
     model = ContextModel(core, ins, out).eval()
-    return model, [torch.randn(1, c, entry.h, entry.w) for c in ins]
+    return model, [torch.randn(1, CONTEXT_IN, entry.h, entry.w) for _ in ins]

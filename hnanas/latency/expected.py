@@ -126,7 +126,7 @@ class OpLatencyModel:
         hh, hw = space.resolution(0)
         logits = self.head_layouts[1]
         const += table.ms(e) + (table.reorder_ms("nchw", 1, hh, hw) if logits and logits != "nchw" else 0.0)
-        self.const = const + table.overhead_ms
+        self.const = const
 
     def _conversions(self, op_probs: dict[str, torch.Tensor]) -> torch.Tensor:
         conv = _Conversions(self.table, self.space)
@@ -148,8 +148,8 @@ class OpLatencyModel:
         return conv.expected()
 
     def __call__(self, op_probs: dict[str, torch.Tensor]) -> torch.Tensor:
-        raw = self.const + sum((op_probs[n] * c).sum() for n, c in self.costs.items())
-        return self.table.corrected(raw + self._conversions(op_probs))
+        entries = self.const + sum((op_probs[n] * c).sum() for n, c in self.costs.items())
+        return self.table.corrected(self.table.network_ms(entries + self._conversions(op_probs)))
 
 
 class EdgeLatencyModel:
@@ -201,7 +201,7 @@ class EdgeLatencyModel:
         self.head_layouts = table.layouts(e)
         hh, hw = space.resolution(0)
         logits = self.head_layouts[1]
-        self.const = table.ms(e) + table.overhead_ms + (
+        self.const = table.ms(e) + (
             table.reorder_ms("nchw", 1, hh, hw) if logits and logits != "nchw" else 0.0)
 
     def alive(self, q: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -257,4 +257,4 @@ class EdgeLatencyModel:
                 key = src if space.level_of(src) == n.level else ("resampled", src, n.level)
                 conv.consume(key, need)
         conv.consume(space.output, _onehot(self.head_layouts[0]))
-        return self.table.corrected(total + conv.expected())
+        return self.table.corrected(self.table.network_ms(total + conv.expected()))

@@ -22,7 +22,7 @@ import pandas as pd
 
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, write_json, write_text
-from hnanas.latency.entries import KEY_COLUMNS, Entry, context_model, reorder_entry, space_entries
+from hnanas.latency.entries import CONTEXT_VERSION, KEY_COLUMNS, Entry, context_model, reorder_entry, space_entries
 from hnanas.latency.runner import profile_entry
 from hnanas.progress import progress
 from hnanas.runtime import _provider_list, check_device, export_onnx, get_device
@@ -50,7 +50,8 @@ class ProfileSettings:
 def _settings_key(space: SearchSpace, s: ProfileSettings) -> dict:
     import onnxruntime as ort
 
-    return {"space": space.name, "space_hash": space.hash, "onnxruntime": ort.__version__, **asdict(s)}
+    return {"space": space.name, "space_hash": space.hash, "onnxruntime": ort.__version__,
+            "context_version": CONTEXT_VERSION, **asdict(s)}
 
 
 def measure_entry(entry: Entry, space: SearchSpace, settings: ProfileSettings, workdir: Path) -> list[dict]:
@@ -174,30 +175,55 @@ def provenance(space: SearchSpace, settings: ProfileSettings) -> dict:
         "cpu_model": env["cpu_model"], "cpu_physical_cores": env["cpu_physical_cores"],
         "cpu_logical_cores": env["cpu_logical_cores"], "memory_gb": env["memory_gb"], "platform": env["platform"],
         "host": env["host"], "date": env["date"], "hnanas": env["hnanas"], "allocator": env["ld_preload"] or "libc",
-        "method": "profile", "measurement": asdict(settings),
+        "method": "profile", "context_version": CONTEXT_VERSION, "measurement": asdict(settings),
     }
 
 
+def calibration_networks(space: SearchSpace, n_random: int = 6) -> dict:
+    """Networks that calibrate a table: the space's named reference networks, the smallest network the space
+    allows (the output fed straight from the stem), and ``n_random`` random ones (seeded apart from the
+    validation networks), so calibration spans the space's range of sizes."""
+    from hnanas.genotype import make_genotype, named_genotypes, prune, sample_genotype
+
+    nets = dict(named_genotypes(space))
+    inputs = {n.id: (n.candidates[-1],) for n in space.nodes}  # the last candidate: column 0 of the level
+    try:
+        nets["smallest"] = make_genotype(space, prune(space, inputs), space.stage1_op, name="smallest")
+    except Exception:  # noqa: BLE001 - a space without such a path simply has no "smallest" reference
+        pass
+    for k in range(n_random):
+        g = sample_genotype(space, 100_000 + k)
+        nets[g.name] = g
+    return nets
+
+
+def calibrate(table, space: SearchSpace, settings: ProfileSettings) -> dict:
+    """Fit ``measured = factor * sum(entries) + overhead`` on :func:`calibration_networks` (least squares on
+    relative error) and store both in the table's sidecar; returns the per-network data."""
+    from hnanas.latency.validate import fit_correction
+
+    nets = {}
+    for name, g in progress(list(calibration_networks(space).items()), desc="calibrate", unit="net"):
+        measured = measure_network(export_network(space, g), settings.device, settings.threads)
+        nets[name] = {"measured_ms": measured, "entries_ms": table.entries_sum(g, space)}
+    pred = np.array([v["entries_ms"] for v in nets.values()])
+    meas = np.array([v["measured_ms"] for v in nets.values()])
+    factor, overhead = fit_correction(pred, meas)
+    table.meta.update(network_factor=factor, fixed_overhead_ms=overhead, calibration_networks=nets)
+    return nets
+
+
 def profile_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, fresh: bool = False):
-    """Measure the whole table of ``space`` on ``settings.device``, then its fixed overhead per network on the
-    space's named reference networks, and write ``out`` (CSV) with its JSON sidecar. Returns the table."""
-    from hnanas.genotype import named_genotypes
+    """Measure the whole table of ``space`` on ``settings.device``, calibrate its network factor and fixed
+    overhead on whole networks, and write ``out`` (CSV) with its JSON sidecar. Returns the table."""
     from hnanas.latency.table import FORMAT, LatencyTable
 
     t0 = time.monotonic()
     frame = measure_space(space, out, settings, fresh=fresh)
-    meta = {"format": FORMAT, **provenance(space, settings), "fixed_overhead_ms": 0.0}
-    table = LatencyTable(frame, meta)
-    refs = {}
-    for name, g in progress(list(named_genotypes(space).items()), desc="fixed overhead", unit="net"):
-        measured = measure_network(export_network(space, g), settings.device, settings.threads)
-        refs[name] = {"measured_ms": measured, "entries_ms": table.predict(g, space).raw_ms}
-    meta["fixed_overhead_ms"] = float(np.median([max(r["measured_ms"] - r["entries_ms"], 0.0)
-                                                for r in refs.values()]))
-    meta["overhead_networks"] = refs
-    meta["profile_seconds"] = round(time.monotonic() - t0, 1)
-    meta["n_entries"] = int(len(frame))
-    table = LatencyTable(frame, meta)
+    table = LatencyTable(frame, {"format": FORMAT, **provenance(space, settings)})
+    calibrate(table, space, settings)
+    table.meta["profile_seconds"] = round(time.monotonic() - t0, 1)
+    table.meta["n_entries"] = int(len(frame))
     table.save(out)
     finish_partial(out)
     return table

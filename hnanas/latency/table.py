@@ -40,8 +40,8 @@ def default_table_path(space: SearchSpace, device: str, threads: int) -> Path:
 class Prediction:
     """A derived network's predicted latency and where it goes."""
 
-    total_ms: float  # corrected when the table has a correction, else = raw_ms
-    raw_ms: float  # sum of entries + fixed overhead
+    total_ms: float  # corrected when the table has a (validation) correction, else = raw_ms
+    raw_ms: float  # network_factor * sum of entries + fixed overhead (the table's calibration)
     nodes_ms: dict[str, float] = field(default_factory=dict)  # per kept node: its op blocks + concat
     resample_ms: float = 0.0
     reorder_ms: float = 0.0  # layout conversions between entries (NCHW <-> blocked NCHWc)
@@ -111,13 +111,28 @@ class LatencyTable:
         return float(self.meta.get("fixed_overhead_ms", 0.0))
 
     @property
+    def network_factor(self) -> float:
+        """Entries run ~5-10 % slower inside a whole network than in their small contexts (larger working set);
+        profiling calibrates this factor and the fixed overhead on calibration networks."""
+        return float(self.meta.get("network_factor", 1.0))
+
+    def network_ms(self, entries_ms):
+        """A network's latency from the sum of its entries (floats or torch tensors)."""
+        return self.network_factor * entries_ms + self.overhead_ms
+
+    @property
     def correction(self) -> dict | None:
         return self.meta.get("correction")
 
     def corrected(self, raw_ms):
-        """Apply the stored linear correction (works on floats and torch tensors)."""
+        """Apply the linear correction stored by validation, if any (floats and torch tensors)."""
         c = self.correction
         return raw_ms if not c else c["a"] * raw_ms + c["b"]
+
+    def entries_sum(self, genotype: Genotype, space: SearchSpace) -> float:
+        """The plain sum of a network's entries and conversions (what calibration fits against)."""
+        p = self.predict(genotype, space)
+        return (p.raw_ms - self.overhead_ms) / self.network_factor
 
     def row(self, entry: Entry) -> dict:
         try:
@@ -223,7 +238,7 @@ class LatencyTable:
             h, w = space.resolution(level)
             reorder += sum(self.reorder_ms(lay, c, h, w) for lay in layouts if lay != have)
         head = self.ms(e)
-        raw = sum(nodes.values()) + resample + reorder + head + self.overhead_ms
+        raw = self.network_ms(sum(nodes.values()) + resample + reorder + head)
         return Prediction(total_ms=float(self.corrected(raw)), raw_ms=raw, nodes_ms=nodes, resample_ms=resample,
                           reorder_ms=reorder, head_ms=head, overhead_ms=self.overhead_ms,
                           corrected=self.correction is not None)
