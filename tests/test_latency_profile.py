@@ -77,6 +77,32 @@ def test_layout_classification_on_a_hand_made_graph():
     assert (info["in_layout"], info["out_layout"]) == ("nchw", "nchw")
 
 
+def test_a_conversion_named_after_a_context_tensor_is_still_the_entrys_boundary():
+    """ORT names a ReorderOutput after the tensor it converts (here a ctx_pre conv's output)."""
+    g = {"inputs": ["x"], "outputs": ["y"], "nodes": [
+        {"name": "/ctx_pre/Conv_nchwc", "op_type": "Conv", "domain": "com.microsoft.nchwc", "inputs": ["x"],
+         "outputs": ["a"]},
+        {"name": "ReorderOutput", "op_type": "ReorderOutput", "domain": "com.microsoft.nchwc", "inputs": ["a"],
+         "outputs": ["/ctx_pre/Conv_output_0"]},
+        {"name": "/core/Abs", "op_type": "Abs", "domain": "", "inputs": ["/ctx_pre/Conv_output_0"], "outputs": ["b"]},
+        {"name": "ReorderInput_token_6", "op_type": "ReorderInput", "domain": "com.microsoft.nchwc",
+         "inputs": ["b"], "outputs": ["c"]},
+        {"name": "ctx_post_out_nchwc", "op_type": "Conv", "domain": "com.microsoft.nchwc", "inputs": ["c"],
+         "outputs": ["y"]},
+    ]}
+    cls = classify_nodes(g)["class"]
+    assert cls["ReorderOutput"] == "reorder_in" and cls["ReorderInput_token_6"] == "reorder_out"
+    assert cls["/core/Abs"] == "entry"
+
+
+def test_reorder_entries_measure_both_directions(tiny, tmp_path):
+    from hnanas.latency.entries import reorder_entry
+
+    rows = profiler.measure_entry(reorder_entry("nchw", 32, 64, 64), tiny, FAST, tmp_path)
+    assert {r["name"] for r in rows} == {"to_nchw", "to_nchwc"}
+    assert all(r["median_ms"] > 0 for r in rows)
+
+
 def test_measure_space_resumes_after_an_interruption(tiny, tmp_path, monkeypatch):
     entries = [e for e in space_entries(tiny) if e.kind in ("op", "head")][:6]
     out = tmp_path / "t.csv"

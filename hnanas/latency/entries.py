@@ -140,7 +140,7 @@ class _Abs(nn.Module):
         return torch.abs(x)
 
 
-CONTEXT_VERSION = 2  # bump when context models change: tables and interrupted profiles record it
+CONTEXT_VERSION = 3  # bump when context models change: tables and interrupted profiles record it
 CONTEXT_IN = 16  # channels of a context model's graph input (an aligned block width)
 
 

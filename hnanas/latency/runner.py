@@ -96,7 +96,11 @@ NCHWC_DOMAIN = "com.microsoft.nchwc"
 
 
 def _is_ctx(node: dict) -> bool:
-    """Context nodes: the ``ctx_pre``/``ctx_post`` convs (ORT may rename a node after its output)."""
+    """Context nodes: the ``ctx_pre``/``ctx_post`` convs (ORT may rename a node after its output). Layout
+    conversions are never context by name: ORT gives a ReorderOutput the original name of the tensor it
+    converts, which may be a context conv's output; where a conversion sits decides what it is."""
+    if node["op_type"].startswith("Reorder"):
+        return False
     return any("ctx_pre" in s or "ctx_post" in s for s in [node["name"]] + node["outputs"])
 
 
