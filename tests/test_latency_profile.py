@@ -125,6 +125,23 @@ def test_measure_space_resumes_after_an_interruption(tiny, tmp_path, monkeypatch
         measure_space(tiny, out, ProfileSettings(threads=2, sessions=1), entries=entries)
 
 
+def test_later_passes_retime_only_entries_that_matter_and_keep_the_fastest_session(tiny, tmp_path, monkeypatch):
+    entries = [e for e in space_entries(tiny) if e.kind == "op"][:4]
+    times = iter([2.0, 0.1, 3.0, 0.2, 1.5, 3.5])  # pass 1: all four; pass 2: the two >= 0.5 ms
+    calls = []
+
+    def fake(entry, *args):
+        calls.append(entry.key)
+        ms = next(times)
+        return [{**entry.row(), "median_ms": ms, "p10_ms": ms, "p90_ms": ms, "n": 4, "in_layout": "nchwc",
+                 "out_layout": "nchwc", "nodes": 1, "sessions": 1}]
+
+    monkeypatch.setattr(profiler, "measure_entry", fake)
+    frame = measure_space(tiny, tmp_path / "t.csv", ProfileSettings(sessions=2), entries=entries)
+    assert calls == [e.key for e in entries] + [entries[0].key, entries[2].key]
+    assert list(frame.median_ms) == [1.5, 0.1, 3.0, 0.2] and list(frame.sessions) == [2, 1, 2, 1]
+
+
 def test_profile_space_writes_table_with_provenance_and_validates(tiny, tmp_path):
     out = tmp_path / "tiny_cpu_t1.csv"
     table = profile_space(tiny, out, FAST)

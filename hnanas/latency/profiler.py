@@ -12,6 +12,7 @@ and a rerun with the same settings continues where the last one stopped.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hnanas.errors import HnanasError
-from hnanas.fileio import read_json, write_json, write_text
+from hnanas.fileio import read_json, sha256_bytes, stable_hash, write_json, write_text
 from hnanas.latency.entries import CONTEXT_VERSION, KEY_COLUMNS, Entry, context_model, reorder_entry, space_entries
 from hnanas.latency.runner import profile_entry
 from hnanas.progress import progress
@@ -43,7 +44,7 @@ class ProfileSettings:
     warmup: int = 2  # untimed runs per session
     runs: int = 4  # at least this many timed runs per session ...
     min_time_s: float = 0.05  # ... and at least this much timed run time (small entries get more runs)
-    sessions: int = 2  # fresh sessions per entry (their spread exceeds the run-to-run spread)
+    sessions: int = 2  # passes over the table: entries >= 0.5 ms get one fresh session per pass, minutes apart
     fp16: bool = False  # TensorRT fp16 (jetson)
 
 
@@ -54,23 +55,36 @@ def _settings_key(space: SearchSpace, s: ProfileSettings) -> dict:
             "context_version": CONTEXT_VERSION, **asdict(s)}
 
 
+def export_context(entry: Entry, space: SearchSpace, path: Path) -> Path:
+    """Write ``entry``'s context model to ``path`` (once; later passes reuse the file)."""
+    if not path.exists():
+        model, examples = context_model(entry, space)
+        export_onnx(model, tuple(examples), path, dynamo=False, output_name="ctx_post_out", constant_folding=False)
+    return path
+
+
 def measure_entry(entry: Entry, space: SearchSpace, settings: ProfileSettings, workdir: Path) -> list[dict]:
-    """Export ``entry``'s context model and time it; returns its table row(s) (a reorder context times both
-    directions, so it returns the rows of ``to_nchw`` and ``to_nchwc`` of that shape)."""
-    model, examples = context_model(entry, space)
-    path = workdir / "context.onnx"
-    export_onnx(model, tuple(examples), path, dynamo=False, output_name="ctx_post_out", constant_folding=False)
+    """Time ``entry`` in one fresh session; returns its table row(s) (a reorder context times both directions,
+    so it returns the rows of ``to_nchw`` and ``to_nchwc`` of that shape)."""
+    path = export_context(entry, space, workdir / f"{sha256_bytes(entry.key.encode())[:16]}.onnx")
     providers = _provider_list(get_device(settings.device), fp16=settings.fp16)
     r = profile_entry(str(path), providers, settings.threads, settings.opt_level, settings.warmup, settings.runs,
-                      settings.min_time_s, settings.sessions)
+                      settings.min_time_s, sessions=1)
     if entry.kind == "reorder":
         rows = []
         for layout, key in (("nchw", "reorder_in_ms"), ("nchwc", "reorder_out_ms")):
             e = reorder_entry(layout, entry.c_in, entry.h, entry.w)
             rows.append({**e.row(), "median_ms": r[key], "p10_ms": r[key], "p90_ms": r[key], "n": r["n"],
-                         "in_layout": "", "out_layout": "", "nodes": 0})
+                         "in_layout": "", "out_layout": "", "nodes": 0, "sessions": 1})
         return rows
-    return [{**entry.row(), **{k: r[k] for k in VALUE_COLUMNS + EXTRA_COLUMNS}}]
+    return [{**entry.row(), **{k: r[k] for k in VALUE_COLUMNS + EXTRA_COLUMNS}, "sessions": 1}]
+
+
+def merge_session(old: dict, new: dict) -> dict:
+    """Combine two sessions of one entry: the lower session median (a session that ran while the shared machine
+    was busy is slow as a whole), the widest percentiles, the runs added up."""
+    return {**old, "median_ms": min(old["median_ms"], new["median_ms"]), "p10_ms": min(old["p10_ms"], new["p10_ms"]),
+            "p90_ms": max(old["p90_ms"], new["p90_ms"]), "n": old["n"] + new["n"], "sessions": old["sessions"] + 1}
 
 
 def _partial_paths(out: Path) -> tuple[Path, Path]:
@@ -97,39 +111,44 @@ def _save_partial(out: Path, rows: list[dict], settings_key: dict) -> None:
     write_text(csv_path, pd.DataFrame(rows).to_csv(index=False))
 
 
+def _key(row: dict) -> str:
+    return Entry(**{c: row[c] for c in KEY_COLUMNS}).key
+
+
 def measure_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, entries: list[Entry] | None = None,
-                  fresh: bool = False, checkpoint_s: float = 10.0) -> pd.DataFrame:
-    """Measure all ``entries`` (default: every entry of ``space``), resuming from ``<out>.partial.csv``.
-    Returns the rows as a DataFrame (key columns, median/p10/p90 ms, n)."""
+                  fresh: bool = False, checkpoint_s: float = 10.0, more_above_ms: float = 0.5) -> pd.DataFrame:
+    """Measure all ``entries`` (default: every entry of ``space``) in ``settings.sessions`` passes, resuming from
+    ``<out>.partial.csv``: pass 1 times every entry once; each later pass times again, in a fresh session
+    minutes later, the entries of at least ``more_above_ms`` (small ones are many, and their errors average out
+    in a network). An entry keeps its lowest session median: on a shared machine a session that runs during a
+    busy spell is slow as a whole, and back-to-back sessions share the spell. Returns the rows (key columns,
+    median/p10/p90 ms, n, layouts)."""
     check_device(settings.device, fp16=settings.fp16)
     entries = entries if entries is not None else space_entries(space)
     key = _settings_key(space, settings)
     if fresh:
         for p in _partial_paths(out):
             p.unlink(missing_ok=True)
-    rows = _load_partial(out, key)
-    done = {Entry(**{c: r[c] for c in KEY_COLUMNS}).key for r in rows}
-    todo = [e for e in entries if e.key not in done]
+    rows = {_key(r): r for r in _load_partial(out, key)}
+    scratch = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    models = scratch / f"hnanas-profile-{space.hash}-{stable_hash(key)}"
+    models.mkdir(exist_ok=True)
     last = time.monotonic()
-    scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None  # models are written and read per entry
-    with tempfile.TemporaryDirectory(prefix="hnanas-profile-", dir=scratch) as tmp, \
-            progress(total=len(entries), initial=len(entries) - len(todo), desc=f"profile {space.name}",
-                     unit="entry") as bar:
-        for entry in todo:
-            if entry.key in done:  # measured together with its twin (reorder pairs)
-                continue
-            new = measure_entry(entry, space, settings, Path(tmp))
-            rows += new
-            done |= {Entry(**{c: r[c] for c in KEY_COLUMNS}).key for r in new}
-            bar.update(len(new))
-            if time.monotonic() - last > checkpoint_s:
-                _save_partial(out, rows, key)
-                last = time.monotonic()
-    _save_partial(out, rows, key)
-    frame = pd.DataFrame(rows)
+    for p in range(settings.sessions):
+        todo = [e for e in entries if (rows[e.key]["sessions"] <= p and rows[e.key]["median_ms"] >= more_above_ms
+                                       if e.key in rows else p == 0)]
+        todo = [e for e in todo if not (e.kind == "reorder" and e.name == "to_nchwc")]  # timed with its twin
+        with progress(todo, desc=f"profile {space.name} (pass {p + 1}/{settings.sessions})", unit="entry") as bar:
+            for entry in bar:
+                for r in measure_entry(entry, space, settings, models):
+                    rows[_key(r)] = merge_session(rows[_key(r)], r) if _key(r) in rows else r
+                if time.monotonic() - last > checkpoint_s:
+                    _save_partial(out, list(rows.values()), key)
+                    last = time.monotonic()
+        _save_partial(out, list(rows.values()), key)
+    shutil.rmtree(models, ignore_errors=True)
     wanted = {e.key for e in entries}
-    keep = [Entry(**{c: r[c] for c in KEY_COLUMNS}).key in wanted for r in rows]
-    return frame[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+    return pd.DataFrame([r for k, r in rows.items() if k in wanted]).reset_index(drop=True)
 
 
 def finish_partial(out: Path) -> None:
@@ -137,15 +156,26 @@ def finish_partial(out: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def measure_network(model_bytes: bytes, device: str, threads: int, *, sessions: int = 3,
-                    min_time_s: float = 0.5) -> float:
-    """End-to-end latency of a whole network: the median over ``sessions`` fresh sessions of each session's
-    median run time (a single session can land 5-10 % off on a shared machine)."""
+def measure_networks(models: dict, device: str, threads: int, *, rounds: int = 3, min_time_s: float = 0.4,
+                     desc: str = "measure") -> dict:
+    """End-to-end latency of whole networks, measured like table entries: ``rounds`` rounds over all networks
+    (one fresh session each), so a busy spell of the shared machine hits each network in one round at most; a
+    network's latency is its lowest session median."""
     from hnanas.runtime import make_session, time_session
 
-    meds = [time_session(make_session(model_bytes, device, threads=threads), min_repeats=10,
-                         min_time_s=min_time_s).median_ms for _ in range(sessions)]
-    return float(np.median(meds))
+    best: dict = {name: float("inf") for name in models}
+    with progress(total=rounds * len(models), desc=desc, unit="session") as bar:
+        for _ in range(rounds):
+            for name, data in models.items():
+                t = time_session(make_session(data, device, threads=threads), min_repeats=10, min_time_s=min_time_s)
+                best[name] = min(best[name], t.median_ms)
+                bar.update()
+    return best
+
+
+def measure_network(model_bytes: bytes, device: str, threads: int, rounds: int = 3) -> float:
+    """One network's latency (see :func:`measure_networks`)."""
+    return measure_networks({"net": model_bytes}, device, threads, rounds=rounds)["net"]
 
 
 def export_network(space: SearchSpace, genotype) -> bytes:
@@ -202,10 +232,11 @@ def calibrate(table, space: SearchSpace, settings: ProfileSettings) -> dict:
     relative error) and store both in the table's sidecar; returns the per-network data."""
     from hnanas.latency.validate import fit_correction
 
-    nets = {}
-    for name, g in progress(list(calibration_networks(space).items()), desc="calibrate", unit="net"):
-        measured = measure_network(export_network(space, g), settings.device, settings.threads)
-        nets[name] = {"measured_ms": measured, "entries_ms": table.entries_sum(g, space)}
+    graphs = calibration_networks(space)
+    measured = measure_networks({name: export_network(space, g) for name, g in graphs.items()}, settings.device,
+                                settings.threads, desc="calibrate")
+    nets = {name: {"measured_ms": measured[name], "entries_ms": table.entries_sum(g, space)}
+            for name, g in graphs.items()}
     pred = np.array([v["entries_ms"] for v in nets.values()])
     meas = np.array([v["measured_ms"] for v in nets.values()])
     factor, overhead = fit_correction(pred, meas)

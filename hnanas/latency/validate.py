@@ -1,7 +1,7 @@
 """``hnanas profile validate``: how good is a table? Predicted vs measured latency of random whole networks.
 
 N random genotypes of the table's space are derived, re-parameterised, exported as deployed (``dynamo=True``) and
-measured end to end with the table's device and threads (median of 3 fresh sessions). The report gives MAPE, the
+measured end to end with the table's device and threads, in interleaved rounds (``measure_networks``). The report gives MAPE, the
 largest error and Spearman's rho. A linear correction ``measured ~ a * predicted + b`` (fitted to minimise
 relative error) is stored in the sidecar only if it lowers the error when judged out of sample (leave-one-out),
 and the report says so; the corrected figures are leave-one-out figures, never in-sample ones.
@@ -15,9 +15,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from hnanas.genotype import sample_genotype
-from hnanas.latency.profiler import export_network, measure_network
+from hnanas.latency.profiler import export_network, measure_networks
 from hnanas.latency.table import LatencyTable
-from hnanas.progress import progress
 from hnanas.runtime import check_device
 from hnanas.space import SearchSpace
 
@@ -53,12 +52,10 @@ def validate_table(table: LatencyTable, space: SearchSpace, n: int = 20, seed: i
     ``table.meta`` (the caller saves the table). Returns the JSON report."""
     device, threads = table.meta["device"], int(table.meta["threads"])
     check_device(device)
-    nets = []
-    for k in progress(range(n), desc="validate", unit="net"):
-        g = sample_genotype(space, seed * 1000 + k)
-        raw = table.predict(g, space).raw_ms
-        nets.append({"genotype": g.name, "predicted_ms": raw,
-                     "measured_ms": measure_network(export_network(space, g), device, threads)})
+    graphs = [sample_genotype(space, seed * 1000 + k) for k in range(n)]
+    measured = measure_networks({g.name: export_network(space, g) for g in graphs}, device, threads, desc="validate")
+    nets = [{"genotype": g.name, "predicted_ms": table.predict(g, space).raw_ms, "measured_ms": measured[g.name]}
+            for g in graphs]
     pred = np.array([x["predicted_ms"] for x in nets])
     meas = np.array([x["measured_ms"] for x in nets])
     raw = error_stats(pred, meas)
