@@ -182,7 +182,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(assets, tmp_path, mon
             return value * float("nan") if calls["n"] > 6 else value
         return loss
 
-    monkeypatch.setattr(search_run, "build_loss", poisoned)
+    monkeypatch.setattr(search_run, "build_train_loss", poisoned)
     out = tmp_path / "nan"
     with pytest.raises(HnanasError, match="nan"):
         run_search(tiny_config(assets), out)

@@ -43,7 +43,7 @@ class SearchConfig:
     mul_log_beta: float = 0.3  # beta of mul-log
     stage1_latency_op: str = "mean"  # stage 1 prices a node with the mean over candidate ops, or one op's name
     edge_threshold: float = 0.5  # stage 1 keeps edges whose keep-probability exceeds this
-    loss: str = "softiou"  # segmentation loss: softiou | bce | dice
+    loss: str = "softiou"  # segmentation loss: softiou | bce | dice, or a sum such as softiou+bce
     optimizer: str = "adagrad"  # weight optimizer: adagrad (DNANet/HNA-NAS) | adamw | sgd
     lr: float = 0.05  # weight learning rate (cosine-annealed within each stage)
     weight_decay: float = 0.0  # weight decay of the weights
@@ -64,7 +64,10 @@ PRESETS: dict[str, dict] = {
     # <= 10 min on a 2-core CPU on the synthetic dataset: small crops, few epochs.
     # Few architecture steps, so a larger architecture learning rate than HNA-NAS's 5e-3 (which assumes
     # thousands of steps) lets the distributions actually decide within the budget.
-    "quick": {"data": {"crop_size": 64}, "batch_size": 12,
+    # Weights: AdamW + SoftIoU+BCE, as retrain's quick preset (Adagrad 0.05 + SoftIoU, right for 1500 epochs,
+    # had not started to separate targets after 20 epochs on the synthetic data).
+    "quick": {"data": {"crop_size": 64, "target_prob": 0.7}, "batch_size": 12, "optimizer": "adamw", "lr": 5e-3,
+              "loss": "softiou+bce",
               "stage1": {"epochs": 6, "warmup_epochs": 2, "arch_every": 2, "arch_lr": 0.05},
               "stage2": {"epochs": 8, "warmup_epochs": 3, "arch_every": 2, "arch_lr": 0.05}},
     # HNA-NAS's schedule for a GPU: long weight warm-up with random paths, then architecture steps every 5

@@ -26,7 +26,6 @@ from hnanas.fileio import write_json
 from hnanas.genotype import genotype_from_dict
 from hnanas.latency.expected import EdgeLatencyModel, OpLatencyModel
 from hnanas.latency.table import LatencyTable, default_table_path
-from hnanas.losses import build_loss
 from hnanas.runs import RunDir, restore_rng_state, rng_state
 from hnanas.search import distributed as dd
 from hnanas.search.config import SearchConfig, stage_config
@@ -36,7 +35,7 @@ from hnanas.space import load_space
 from hnanas.supernet import OpSupernet, TopologySupernet
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
-from hnanas.train.optim import build_optimizer, build_scheduler, resolve_device
+from hnanas.train.optim import build_optimizer, build_scheduler, build_train_loss, resolve_device
 
 log = logging.getLogger("hnanas.search")
 STATE = "search_state.pt"
@@ -74,7 +73,7 @@ class SearchRun:
         self.space = load_space(cfg.space)
         self.table = load_table(cfg, self.space)
         self.data = build_data(cfg.data)
-        self.loss_fn = build_loss(cfg.loss)
+        self.loss_fn = build_train_loss(cfg.loss)
         per_rank = max(cfg.batch_size // max(d.world, 1), 1)
         self.train_sampler = ShardSampler(len(self.data.train), cfg.seed, d)
         self.train_loader = DataLoader(self.data.train, batch_size=per_rank, sampler=self.train_sampler,
