@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from hnanas.data.bundle import build_data
 from hnanas.data.torch_data import TrainDataset
@@ -84,7 +84,10 @@ class SearchRun:
         self.arch_set = arch_set
         self.arch_sampler = ShardSampler(len(arch_set), cfg.seed + 1, d)
         self.arch_loader = DataLoader(arch_set, batch_size=per_rank, sampler=self.arch_sampler, drop_last=False)
-        self.val_loader = eval_loader(self.data.val)
+        val = self.data.val
+        if cfg.val_images is not None and cfg.val_images < len(val):
+            val = Subset(val, range(cfg.val_images))
+        self.val_loader = eval_loader(val)
         self.log = run.csv_log("search_log.csv", LOG_FIELDS, step_field="step")
 
     def arch_batches(self, epoch: int):
