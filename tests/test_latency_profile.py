@@ -12,6 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -203,3 +204,30 @@ def test_devices_that_do_not_run_here_point_to_bundle():
 
     with pytest.raises(HnanasError, match="--bundle"):
         check_device("jetson")
+
+
+def test_end_to_end_method_subtracts_identity_contexts():
+    from hnanas.latency.e2e import entry_times
+
+    rows = pd.DataFrame([
+        {"kind": "identity", "name": "identity", "c_in": 8, "c_out": 8, "h": 32, "w": 32, "stride": 1, "parts": "", "median_ms": 0.2},
+        {"kind": "identity", "name": "identity", "c_in": 16, "c_out": 16, "h": 32, "w": 32, "stride": 1, "parts": "", "median_ms": 0.4},
+        {"kind": "op", "name": "res3", "c_in": 8, "c_out": 16, "h": 32, "w": 32, "stride": 1, "parts": "", "median_ms": 1.3},
+        {"kind": "op", "name": "tiny", "c_in": 8, "c_out": 8, "h": 32, "w": 32, "stride": 1, "parts": "", "median_ms": 0.1},
+    ])
+    t = entry_times(rows)
+    assert t[2] == pytest.approx(1.3 - (0.2 + 0.4) / 2)  # half of each boundary's identity context
+    assert t[3] == 0.0  # never negative
+    assert t[0] == 0.2  # identity rows pass through
+
+
+def test_providers_without_node_profiles_time_entries_end_to_end(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(profiler, "per_node_profiles", lambda device: False)
+    entries = [e for e in space_entries(tiny) if e.kind == "op"][:3]
+    first = next(e for e in space_entries(tiny) if e.kind == "reorder")
+    entries += [e for e in space_entries(tiny) if e.kind == "reorder" and (e.c_in, e.h, e.w) == (first.c_in, first.h, first.w)]
+    frame = measure_space(tiny, tmp_path / "t.csv", FAST, entries=entries)
+    assert "identity" not in set(frame.kind)  # helper rows are dropped from the table
+    assert len(frame) == len(entries)
+    assert (frame[frame.kind == "op"].median_ms >= 0).all()
+    assert (frame[frame.kind == "reorder"].median_ms == 0).all()  # not modelled on these providers

@@ -31,6 +31,7 @@ from hnanas.errors import HnanasError
 from hnanas.fileio import atomic_path, read_json
 from hnanas.genotype import named_genotypes, sample_genotype
 from hnanas.latency import runner
+from hnanas.latency.e2e import boundary_shapes, entry_times
 from hnanas.latency.entries import CONTEXT_IN, KEY_COLUMNS, ContextModel, Entry, context_model, space_entries
 from hnanas.latency.profiler import ProfileSettings, calibration_networks, export_network, provenance
 from hnanas.latency.table import FORMAT, LatencyTable
@@ -55,20 +56,6 @@ def _export(model, examples, path: Path) -> None:
     export_onnx(model, tuple(examples), path, dynamo=False, output_name="ctx_post_out")
 
 
-def _out_size(e: Entry) -> tuple[int, int]:
-    if e.kind == "resample":
-        f = int(e.parts[4:] if e.parts.startswith("down") else e.parts[2:])
-        return (e.h // f, e.w // f) if e.parts.startswith("down") else (e.h * f, e.w * f)
-    return e.h, e.w
-
-
-def _boundary_shapes(e: Entry) -> list[tuple[int, int, int]]:
-    """(channels, h, w) of the tensors an entry reads and (except the head) writes."""
-    ins = [int(c) for c in e.parts.split("+")] if e.kind == "concat" else [e.c_in]
-    out = [] if e.kind == "head" else [(e.c_out, *_out_size(e))]
-    return [(c, e.h, e.w) for c in ins] + out
-
-
 def write_bundle(space: SearchSpace, out: Path, settings: ProfileSettings, n_validate: int = 10) -> Path:
     """Write the profiling bundle of ``space`` for ``settings.device`` to the zip ``out``."""
     import torch
@@ -84,7 +71,7 @@ def write_bundle(space: SearchSpace, out: Path, settings: ProfileSettings, n_val
             name = f"models/e{i:05d}.onnx"
             _export(model, examples, root / name)
             items.append({"id": f"e{i:05d}", **e.row(), "model": name})
-            shapes |= set(_boundary_shapes(e))
+            shapes |= set(boundary_shapes(e))
         for j, (c, h, w) in enumerate(sorted(shapes)):  # identity contexts for the end-to-end method
             name = f"models/i{j:04d}.onnx"
             _export(ContextModel(nn.Identity(), [c], c).eval(), [torch.randn(1, CONTEXT_IN, h, w)], root / name)
@@ -135,24 +122,6 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
     return dest
 
 
-def _e2e_entry_times(rows: pd.DataFrame) -> pd.Series:
-    """End-to-end method: context time minus half the identity contexts of its boundary shapes, plus half a run
-    overhead per extra input (the identity context of the smallest shape stands for the run overhead)."""
-    ident = {(r.c_in, r.h, r.w): r.median_ms for r in rows[rows.kind == "identity"].itertuples()}
-    overhead = min(ident.values()) if ident else 0.0
-    out = []
-    for r in rows.itertuples():
-        if r.kind not in ("op", "resample", "concat", "head"):
-            out.append(r.median_ms)
-            continue
-        e = Entry(**{c: getattr(r, c) for c in KEY_COLUMNS})
-        shapes = _boundary_shapes(e)
-        base = sum(ident.get(shape, 0.0) for shape in shapes)
-        ins = shapes if e.kind == "head" else shapes[:-1]
-        out.append(max(r.median_ms - base / 2 + (len(ins) - 1) * overhead / 2, 0.0))
-    return pd.Series(out, index=rows.index)
-
-
 def import_results(csv_path: Path, space: SearchSpace, device: str) -> tuple[LatencyTable, dict]:
     """Turn a bundle's ``results.csv`` (+ ``results.json``) into a table; returns it and a validation report."""
     info_path = csv_path.with_suffix(".json")
@@ -166,7 +135,7 @@ def import_results(csv_path: Path, space: SearchSpace, device: str) -> tuple[Lat
         raise HnanasError(f"{csv_path}: measured for device {info.get('device')!r}, not {device!r}")
     rows = pd.read_csv(csv_path, keep_default_na=False)
     if info.get("method") == "e2e":
-        rows["median_ms"] = _e2e_entry_times(rows)
+        rows["median_ms"] = entry_times(rows)
     nets = rows[rows.kind == "network"]
     frame = rows[rows.kind.isin(["op", "resample", "concat", "head", "reorder"])].copy()
     wanted = {e.key for e in space_entries(space)}

@@ -186,6 +186,8 @@ def context_model(entry: Entry, space: SearchSpace) -> tuple[nn.Module, list[tor
         core, ins, out = nn.Conv2d(entry.c_in, entry.c_out, 1), [entry.c_in], None
     elif entry.kind == "reorder":  # both directions are timed in one model: blocked -> abs -> blocked
         core, ins, out = _Abs(), [entry.c_in], entry.c_out
+    elif entry.kind == "identity":  # the bare context (end-to-end timing subtracts it; see e2e.py)
+        core, ins, out = nn.Identity(), [entry.c_in], entry.c_out
     else:
         raise ValueError(f"unknown entry kind {entry.kind!r}")
     model = ContextModel(core, ins, out).eval()

@@ -24,7 +24,8 @@ import pandas as pd
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, sha256_bytes, stable_hash, write_json, write_text
 from hnanas.latency.entries import CONTEXT_VERSION, KEY_COLUMNS, Entry, context_model, reorder_entry, space_entries
-from hnanas.latency.runner import profile_entry
+from hnanas.latency.e2e import entry_times, identity_entries
+from hnanas.latency.runner import profile_entry, time_model
 from hnanas.progress import progress
 from hnanas.runtime import _provider_list, check_device, export_onnx, get_device
 from hnanas.space import SearchSpace
@@ -63,11 +64,27 @@ def export_context(entry: Entry, space: SearchSpace, path: Path) -> Path:
     return path
 
 
+def per_node_profiles(device: str) -> bool:
+    """Whether the device's provider reports real per-node times (the CPU EP); else entries are timed end to end
+    (``e2e.py``)."""
+    return get_device(device).providers[0] == "CPUExecutionProvider"
+
+
 def measure_entry(entry: Entry, space: SearchSpace, settings: ProfileSettings, workdir: Path) -> list[dict]:
     """Time ``entry`` in one fresh session; returns its table row(s) (a reorder context times both directions,
     so it returns the rows of ``to_nchw`` and ``to_nchwc`` of that shape)."""
-    path = export_context(entry, space, workdir / f"{sha256_bytes(entry.key.encode())[:16]}.onnx")
     providers = _provider_list(get_device(settings.device), fp16=settings.fp16)
+    if not per_node_profiles(settings.device):
+        if entry.kind == "reorder":  # no layout model on these providers
+            return [{**reorder_entry(lay, entry.c_in, entry.h, entry.w).row(), "median_ms": 0.0, "p10_ms": 0.0,
+                     "p90_ms": 0.0, "n": 0, "in_layout": "", "out_layout": "", "nodes": 0, "sessions": 1}
+                    for lay in ("nchw", "nchwc")]
+        path = export_context(entry, space, workdir / f"{sha256_bytes(entry.key.encode())[:16]}.onnx")
+        r = time_model(str(path), providers, settings.threads, settings.opt_level, settings.warmup,
+                       max(settings.runs, 10), settings.min_time_s)
+        return [{**entry.row(), **{k: r[k] for k in VALUE_COLUMNS}, "in_layout": "", "out_layout": "", "nodes": 0,
+                 "sessions": 1}]
+    path = export_context(entry, space, workdir / f"{sha256_bytes(entry.key.encode())[:16]}.onnx")
     r = profile_entry(str(path), providers, settings.threads, settings.opt_level, settings.warmup, settings.runs,
                       settings.min_time_s, sessions=1)
     if entry.kind == "reorder":
@@ -125,6 +142,9 @@ def measure_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, e
     median/p10/p90 ms, n, layouts)."""
     check_device(settings.device, fp16=settings.fp16)
     entries = entries if entries is not None else space_entries(space)
+    e2e = not per_node_profiles(settings.device)
+    if e2e:
+        entries = entries + identity_entries(entries)
     key = _settings_key(space, settings)
     if fresh:
         for p in _partial_paths(out):
@@ -148,7 +168,11 @@ def measure_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, e
         _save_partial(out, list(rows.values()), key)
     shutil.rmtree(models, ignore_errors=True)
     wanted = {e.key for e in entries}
-    return pd.DataFrame([r for k, r in rows.items() if k in wanted]).reset_index(drop=True)
+    frame = pd.DataFrame([r for k, r in rows.items() if k in wanted]).reset_index(drop=True)
+    if e2e:
+        frame["median_ms"] = entry_times(frame)
+        frame = frame[frame.kind != "identity"].reset_index(drop=True)
+    return frame
 
 
 def finish_partial(out: Path) -> None:
@@ -205,7 +229,7 @@ def provenance(space: SearchSpace, settings: ProfileSettings) -> dict:
         "cpu_model": env["cpu_model"], "cpu_physical_cores": env["cpu_physical_cores"],
         "cpu_logical_cores": env["cpu_logical_cores"], "memory_gb": env["memory_gb"], "platform": env["platform"],
         "host": env["host"], "date": env["date"], "hnanas": env["hnanas"], "allocator": env["ld_preload"] or "libc",
-        "method": "profile", "context_version": CONTEXT_VERSION, "measurement": asdict(settings),
+        "method": "profile" if per_node_profiles(settings.device) else "e2e", "context_version": CONTEXT_VERSION, "measurement": asdict(settings),
     }
 
 
