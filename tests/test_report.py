@@ -137,7 +137,8 @@ def test_report_writes_index_table_and_figures(runs, tmp_path):
     assert "4 run(s): 2 searched, 2 baseline(s); 3 retrained" in index
     assert "*no retrain*: search val IoU 25.00 %" in index  # marked, with search columns only
     assert "Pareto front (test IoU vs measured latency): searched (2.00 ms, 60.00 %) → dn_res3" not in index
-    assert "Pareto front (test IoU vs measured latency): searched (2.00 ms, 60.00 %) → dnanet (9.00 ms, 70.00 %)" in index
+    assert ("Pareto front (test IoU vs measured latency): searched (2.00 ms, 60.00 %) → dnanet (9.00 ms, 70.00 %)"
+            in index)
     assert "Not plotted (no retrain, or not measured on cpu): search_only." in index
     assert "](figures/pareto_cpu.png)" in index and "](figures/arch_searched.png)" in index
     assert "arch_dnanet.png" not in index
@@ -147,7 +148,8 @@ def test_report_writes_index_table_and_figures(runs, tmp_path):
     by_name = {r["run"]: r for r in rows}
     assert float(by_name["searched"]["iou"]) == 0.6 and by_name["search_only"]["iou"] == ""
     table = (out / "runs.md").read_text()
-    assert "| [searched](../runs/searched) | searched | retrained |" in table and "| 60.00 | 55.00 | 90.00 | 20.00 |" in table
+    assert "| [searched](../runs/searched) | searched | retrained |" in table
+    assert "| 60.00 | 55.00 | 90.00 | 20.00 |" in table
     for link in ("../runs/searched", "figures/pareto_cpu.png"):
         assert os.path.exists(out / link)
 

@@ -95,7 +95,8 @@ def write_report(patterns: Sequence[str | os.PathLike], out: str | os.PathLike |
     written: list[Path] = []
     pareto_pngs = {}
     for device in devices:
-        pareto_pngs[device] = draw_pareto(pareto_points(runs, device), device, figures_dir / f"pareto_{slug(device)}.png")
+        png = figures_dir / f"pareto_{slug(device)}.png"
+        pareto_pngs[device] = draw_pareto(pareto_points(runs, device), device, png)
         written.append(pareto_pngs[device])
     arch_pngs: dict[str, Path | None] = {}
     for run in progress(runs, desc="report figures", unit="run"):

@@ -132,7 +132,8 @@ def runs_table(runs: Iterable[RunRecord], devices: Sequence[str]) -> list[dict]:
         data = (run.retrain_config or {}).get("data") or (run.search_config or {}).get("data") or {}
         row = {
             "run": run.name, "kind": run.kind, "status": run.status, "genotype": run.genotype_name,
-            "latency_weight": _num(info.get("latency_weight")), "target_latency_ms": _num(info.get("target_latency_ms")),
+            "latency_weight": _num(info.get("latency_weight")),
+            "target_latency_ms": _num(info.get("target_latency_ms")),
             "iou": _num(m.get("iou")), "niou": _num(m.get("niou")), "pd": _num(m.get("pd")), "fa": _num(m.get("fa")),
             "params": m.get("params", info.get("params")), "macs": m.get("macs", info.get("macs")),
             "search_val_iou": _num(info.get("final_val_iou")), "retrain_val_iou": _num(m.get("val_iou")),

@@ -174,7 +174,7 @@ def load_run(path: str | os.PathLike) -> RunRecord:
     if retrain is not None and rec.retrain_config is not None:
         trained_search = _trained_search(retrain, rec.retrain_config, rec.model_spec)
         rec.baseline = is_baseline(rec.retrain_config)
-        if _resolved(trained_search) != _resolved(search):  # the search columns belong to the search this retrain trained, if any
+        if _resolved(trained_search) != _resolved(search):  # search columns only of the search it trained
             rec.search_path = search = trained_search
             rec.genotype = _read_optional_json(search / "genotype.json") if search else None
             rec.search_config = _read_optional_yaml(search / "config.yaml") if search else None

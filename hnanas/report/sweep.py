@@ -86,7 +86,7 @@ class TrialOutcome:
 
     number: int
     point: str
-    state: str  # complete | failed | duplicate | skipped
+    state: str  # complete | failed | duplicate | skipped | unrecorded
     run_dir: str = ""
     values: list[float] | None = None
     error: str = ""
@@ -229,9 +229,14 @@ def _run_trial(study, cfg: SweepConfig, trial, point: st.SweepPoint, run_dir: Pa
         trial.set_user_attr("error", message)
         study.tell(trial, state=TrialState.FAIL)
         return TrialOutcome(trial.number, point.label, "failed", str(run_dir), error=message)
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    study.tell(trial, values)
+    try:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, values)
+    except Exception as exc:  # noqa: BLE001 - e.g. another worker took this (suspended) worker's trial as stale
+        log.warning("sweep %s: trial %d finished but could not be recorded (%s); its results are in %s; rerun the "
+                    "sweep to record them", cfg.study, trial.number, exc, run_dir)
+        return TrialOutcome(trial.number, point.label, "unrecorded", str(run_dir), values, str(exc))
     return TrialOutcome(trial.number, point.label, "complete", str(run_dir), values)
 
 
@@ -255,7 +260,7 @@ def run_sweep(cfg: SweepConfig, max_trials: int | None = None, *, report: bool =
     study = st.open_study(cfg.storage_url, cfg.study, cfg.signature())
     outcomes: list[TrialOutcome] = []
     attempted: set[str] = set()
-    while max_trials is None or sum(o.state in ("complete", "failed") for o in outcomes) < max_trials:
+    while max_trials is None or sum(o.state not in ("duplicate", "skipped") for o in outcomes) < max_trials:
         claim = _claim(study, cfg, attempted)
         if claim is None:
             break
