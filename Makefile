@@ -10,6 +10,7 @@ PIP_ARGS ?=
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 /usr/lib/libtcmalloc_minimal.so.4))
 RUN := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) )$(BIN)/hnanas
 DEMO_OUT ?= runs/demo
+DEMO_DATA ?= data/synthetic-demo
 
 .PHONY: venv demo test clean-venv
 
@@ -23,10 +24,19 @@ venv: $(BIN)/hnanas
 test: venv
 	$(BIN)/python -m pytest -q
 
+# The main job end to end on synthetic data: search (quick preset) -> retrain -> report. Rerunning continues an
+# interrupted demo (search and retrain resume) and skips the steps already done.
 demo: venv
-	$(RUN) data synth --out data/synthetic-demo --n 200 --size 256 --seed 0
-	$(RUN) data check data/synthetic-demo
-	@echo "demo: done; outputs under data/synthetic-demo"
+	$(RUN) data synth --out $(DEMO_DATA) --n 200 --size 256 --seed 0
+	$(RUN) data check $(DEMO_DATA)
+	@if [ -f $(DEMO_OUT)/genotype.json ]; then echo "demo: search already done in $(DEMO_OUT)"; \
+	elif [ -f $(DEMO_OUT)/config.yaml ]; then $(RUN) search --out $(DEMO_OUT) --resume; \
+	else $(RUN) search --dataset $(DEMO_DATA) --preset quick --out $(DEMO_OUT); fi
+	@if [ -f $(DEMO_OUT)/retrain/metrics.json ]; then echo "demo: retrain already done in $(DEMO_OUT)/retrain"; \
+	elif [ -f $(DEMO_OUT)/retrain/model.json ]; then $(RUN) retrain --run $(DEMO_OUT) --resume; \
+	else $(RUN) retrain --run $(DEMO_OUT) --preset quick; fi
+	$(RUN) report $(DEMO_OUT)
+	@echo "demo: done; the report is $(DEMO_OUT)/index.md (figures in $(DEMO_OUT)/figures/, runs table in $(DEMO_OUT)/runs.md)"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,6 +23,8 @@ COMMANDS: list[str] = [
     "hnanas.cli.retrain",
     "hnanas.cli.evaluate",
     "hnanas.cli.export",
+    "hnanas.cli.report",
+    "hnanas.cli.sweep",
 ]
 
 

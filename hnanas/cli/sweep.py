@@ -1,0 +1,115 @@
+"""``hnanas sweep``: parse arguments into a :class:`hnanas.report.sweep.SweepConfig`, call ``run_sweep``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hnanas.cli.common import add_dataset_options
+from hnanas.errors import HnanasError
+
+DESCRIPTION = """\
+Search + retrain once per value of lambda (--latency-weights) or of the target latency (--targets), recorded in
+an Optuna multi-objective study: maximise the retrain's validation IoU (of its chosen checkpoint; never the test
+split), minimise the latency measured on the search device. Test metrics, objective values and run folders are
+the trials' user attrs. Ends with `hnanas report` over the study's runs (runs/STUDY/report/index.md) and Optuna's
+own Pareto-front plot.
+
+Run folders: runs/STUDY/trial_<k>_l<lambda>/ (the search) with retrain/ inside. Default storage:
+sqlite:///runs/STUDY.db. Rerunning the same command continues the study: finished points are kept, points whose
+worker was killed are run again (resuming their folders), points that failed are skipped unless --retry-failed.
+Several workers share a study: run the same command in several processes (one SQLite file on one machine) or on
+several machines with --storage postgresql://USER:PASSWORD@HOST/DB (or mysql://...); no point runs twice.
+
+Examples:
+  hnanas sweep --study lam --latency-weights 0.01,0.03,0.1,0.3,1
+  hnanas sweep --study tgt --targets 20,40,80 --preset paper --dataset NUDT-SIRST --device gpu
+  hnanas sweep --study lam --latency-weights 0.01,0.1,1 --storage postgresql://u:pw@db-host/hnanas --trials 1"""
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from hnanas.train.presets import preset_names
+
+    p = subparsers.add_parser("sweep", help="search + retrain over lambdas or targets, as an Optuna study",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--latency-weights", type=_floats, metavar="L,L,...", help="lambda values, one point each")
+    what.add_argument("--targets", type=_floats, metavar="MS,MS,...", help="target latencies (ms), one point each")
+    p.add_argument("--study", required=True, metavar="NAME", help="Optuna study name (and folder runs/NAME)")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default sqlite:///RUNS_DIR/NAME.db)")
+    p.add_argument("--trials", type=int, metavar="N", help="run at most N points in this invocation (default: all)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), metavar="DIR",
+                   help="where run folders (DIR/NAME/...) and the default SQLite storage go (default runs)")
+    p.add_argument("--objective-latency", choices=["measured", "predicted"], default="measured",
+                   help="latency objective: measured on the search device after retrain (default), or the "
+                        "table's prediction (for a device that does not run here)")
+    p.add_argument("--retry-failed", action="store_true", help="run points whose last trial failed again")
+    p.add_argument("--stale-after", type=float, default=600.0, metavar="S",
+                   help="a running trial with no heartbeat for S seconds counts as interrupted (default 600; a "
+                        "trial of a dead process on this machine is detected at once)")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    search = p.add_argument_group("search options (as hnanas search)")
+    add_dataset_options(search)
+    search.add_argument("--space", help="search-space name or YAML file (default rep_nested)")
+    search.add_argument("--device", help="device whose latency table prices the search (default cpu)")
+    search.add_argument("--threads", type=int, help="the table's ONNX Runtime threads; the retrain measures with "
+                                                    "them too (default 1)")
+    search.add_argument("--table", help="latency table CSV (default latency_tables/<space>_<device>_t<threads>.csv)")
+    search.add_argument("--latency-weight", type=float, help="lambda of a --targets sweep (default 0.1)")
+    search.add_argument("--target-latency", type=float, metavar="MS", help="target T of a --latency-weights sweep")
+    search.add_argument("--latency-loss", choices=["add-linear", "mul-log"], help="latency term form")
+    search.add_argument("--preset", choices=["quick", "paper"], default="quick",
+                        help="search preset, and the retrain preset unless --retrain-preset (default quick)")
+    search.add_argument("--epochs", type=int, help="epochs of each search stage")
+    search.add_argument("--batch-size", type=int, help="search crops per step")
+    search.add_argument("--crop", type=int, help="search crop size")
+    search.add_argument("--stage2-mode", choices=["proxyless", "mixture"], help="stage 2: sampled paths or mixture")
+    search.add_argument("--train-device", choices=["auto", "cpu", "cuda"], help="torch device (search and retrain)")
+    search.add_argument("--seed", type=int, help="seed of search and retrain (default 0)")
+    retrain = p.add_argument_group("retrain options (as hnanas retrain)")
+    retrain.add_argument("--retrain-preset", choices=preset_names(), help="retrain preset (default: --preset)")
+    retrain.add_argument("--retrain-config", metavar="FILE", help="retrain YAML config overriding the preset")
+    retrain.add_argument("--retrain-epochs", type=int, metavar="N", help="retrain epochs")
+    retrain.add_argument("--retrain-batch-size", type=int, metavar="N", help="retrain crops per step")
+    retrain.add_argument("--retrain-crop-size", type=int, metavar="PX", help="retrain crop size")
+    retrain.add_argument("--retrain-threads", type=int, metavar="N", help="torch CPU threads of the retrain")
+    p.set_defaults(func=run_sweep_command)
+
+
+def config_from_args(args: argparse.Namespace):
+    from hnanas.cli.search import config_from_args as search_config
+    from hnanas.report.sweep import SweepConfig
+
+    if args.latency_weights is not None and args.latency_weight is not None:
+        raise HnanasError("sweep: --latency-weights sweeps lambda; drop --latency-weight")
+    if args.targets is not None and args.target_latency is not None:
+        raise HnanasError("sweep: --targets sweeps the target; drop --target-latency")
+    if args.trials is not None and args.trials < 1:
+        raise HnanasError(f"sweep: --trials must be at least 1, got {args.trials}")
+    search = search_config(args)
+    changes = {"train.epochs": args.retrain_epochs, "train.batch_size": args.retrain_batch_size,
+               "data.crop_size": args.retrain_crop_size, "train.threads": args.retrain_threads,
+               "train.seed": args.seed, "train.device": args.train_device, "latency.threads": search.threads}
+    param, values = (("latency_weight", args.latency_weights) if args.latency_weights is not None
+                     else ("target_latency_ms", args.targets))
+    return SweepConfig(study=args.study, param=param, values=values, search=search,
+                       retrain_preset=args.retrain_preset or args.preset,
+                       retrain_changes={k: v for k, v in changes.items() if v is not None},
+                       retrain_config=args.retrain_config, storage=args.storage, runs_dir=args.runs_dir,
+                       objective_latency=args.objective_latency, retry_failed=args.retry_failed,
+                       stale_after=args.stale_after)
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    from hnanas.report.sweep import run_sweep
+
+    result = run_sweep(config_from_args(args), args.trials, report=not args.no_report)
+    print(result.summary())
+    return 0
