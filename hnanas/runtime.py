@@ -77,11 +77,26 @@ def export_onnx(model, example: "torch.Tensor | tuple[torch.Tensor, ...]", path:
                 data = buf.getvalue()
     finally:
         model.train(was_training)
+    if dynamic_hw:
+        _check_dynamic_hw(data, type(model).__name__)
     if path is not None:
         from hnanas.fileio import write_bytes
 
         write_bytes(path, data)
     return data
+
+
+def _check_dynamic_hw(data: bytes, what: str) -> None:
+    """The exporter falls back to fixed sizes when model code turns a symbolic size into a constant (e.g.
+    ``int(x.shape[2])``); say so instead of writing a model that only takes one size."""
+    import onnx
+
+    for value in onnx.load_from_string(data).graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4 and (dims[2].HasField("dim_value") or dims[3].HasField("dim_value")):
+            raise HnanasError(f"export of {what}: height/width were specialised to constants "
+                              f"({dims[2].dim_value}x{dims[3].dim_value}); a size in the model code is made a "
+                              f"Python int (e.g. int(x.shape[2])): keep it symbolic")
 
 
 # -------------------------------------------------------------------------------------------- devices

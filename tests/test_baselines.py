@@ -127,6 +127,18 @@ def test_deploy_form_exports_with_dynamo_and_matches_torch_in_onnx_runtime(kind,
         assert ops["MatMul"] == 8 and ops["Conv"] == 16
 
 
+@pytest.mark.parametrize("kind", sorted(SMALL))
+def test_dynamic_export_keeps_height_and_width_symbolic(kind):
+    """A size turned into a Python int (int(x.shape[2])) made the exporter fix the input size silently."""
+    deployed = reparameterize_model(_randomized(SMALL[kind]))
+    model = export_onnx(deployed, torch.rand(1, 1, 32, 64), dynamo=True, dynamic_hw=True)
+    x = torch.rand(1, 1, 64, 96, generator=torch.Generator().manual_seed(4))
+    got = run_onnx(model, x.numpy(), threads=1)
+    with torch.no_grad():
+        expected = deployed(x).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
+
+
 @pytest.mark.parametrize("length, bins", [(256, 6), (256, 3), (7, 3), (10, 6), (5, 6), (12, 1), (9, 2)])
 def test_adaptive_pool_matches_torch_including_uneven_windows(length, bins):
     x = torch.randn(2, 3, length, length + 1, dtype=torch.float64)

@@ -20,7 +20,7 @@ from hnanas.ops import ConvBN
 
 def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize of ``x`` (N×C×H×W) to ``size`` = (H', W') with ``align_corners=True``."""
-    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=True)
+    return F.interpolate(x, size=(size[0], size[1]), mode="bilinear", align_corners=True)  # SymInts stay symbolic
 
 
 def check_input_size(x: torch.Tensor, multiple: int, kind: str) -> None:

@@ -84,7 +84,7 @@ def run(args) -> int:
         print(f"imported {len(table.frame)} entries -> {out}")
         if report:
             raw = report["raw"]
-            print(f"validation on {report['n']} networks: raw MAPE {100 * raw['mape']:.1f} %, Spearman "
+            print(f"validation on {report['n']} networks: raw MAPE {raw['mape']:.1f} %, Spearman "
                   f"{raw['spearman']:.3f}; corrected: {report['corrected']}")
             if args.json:
                 write_json(args.json, report)

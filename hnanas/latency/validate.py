@@ -31,9 +31,10 @@ def fit_correction(pred: np.ndarray, meas: np.ndarray) -> tuple[float, float]:
 
 
 def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict:
+    """Errors of predictions ``pred`` against measurements ``meas``; MAPE, max and bias in percent."""
     rel = pred / meas - 1.0
-    return {"mape": float(np.mean(np.abs(rel))), "max_abs_pct_err": float(np.max(np.abs(rel)) * 100),
-            "bias": float(np.mean(rel)), "spearman": float(spearmanr(pred, meas)[0])}
+    return {"mape": float(np.mean(np.abs(rel)) * 100), "max_abs_pct_err": float(np.max(np.abs(rel)) * 100),
+            "bias": float(np.mean(rel) * 100), "spearman": float(spearmanr(pred, meas)[0])}
 
 
 def loo_corrected(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
@@ -82,11 +83,11 @@ def validate_table(table: LatencyTable, space: SearchSpace, n: int = 20, seed: i
 def format_report(report: dict) -> str:
     raw = report["raw"]
     lines = [f"validated on {report['n']} random networks ({report['device']}, {report['threads']} thread(s))",
-             f"  raw table:   MAPE {100 * raw['mape']:.1f} %, max {raw['max_abs_pct_err']:.1f} %, "
-             f"bias {100 * raw['bias']:+.1f} %, Spearman {raw['spearman']:.3f}"]
+             f"  raw table:   MAPE {raw['mape']:.1f} %, max {raw['max_abs_pct_err']:.1f} %, "
+             f"bias {raw['bias']:+.1f} %, Spearman {raw['spearman']:.3f}"]
     if "corrected_loo" in report:
         c = report["corrected_loo"]
-        lines.append(f"  corrected (leave-one-out): MAPE {100 * c['mape']:.1f} %, max {c['max_abs_pct_err']:.1f} %, "
+        lines.append(f"  corrected (leave-one-out): MAPE {c['mape']:.1f} %, max {c['max_abs_pct_err']:.1f} %, "
                      f"Spearman {c['spearman']:.3f}")
     if report["corrected"]:
         k = report["correction"]
