@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from hnanas.data.index import DatasetIndex, SamplePaths
-from hnanas.data.loading import MismatchPolicy, load_mask, mask_to_bool, mask_values, read_size, usable_ids
+from hnanas.data.loading import (MismatchPolicy, load_mask, mask_to_bool, mask_values, read_size, resize_nearest,
+                                 usable_ids)
 from hnanas.errors import DataError
 from hnanas.metrics import IRSTMetrics
 from hnanas.progress import progress
@@ -105,8 +106,9 @@ def score_prediction_folder(pred_dir: str | os.PathLike,
     ``masks[id]`` is a sample's paths (the mask is read at its image's size, applying ``on_mismatch``), a mask
     path (read at its own size) or ``None`` (no target). The dict is
     :meth:`hnanas.metrics.IRSTMetrics.compute`'s (``iou``, ``niou``, ``pd``, ``fa``, counts). Raises
-    ``DataError`` for a missing folder, an empty id list, a missing or unreadable prediction or mask, and a
-    prediction whose size differs from the expected one.
+    ``DataError`` for a missing folder, an empty id list, a missing or unreadable prediction or mask; a
+    prediction whose size differs from the expected one follows ``on_mismatch`` (resize with a warning, skip, or
+    error).
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
@@ -124,9 +126,16 @@ def score_prediction_folder(pred_dir: str | os.PathLike,
         pred_path = pred_dir / f"{image_id}.png"
         prediction = read_prediction(pred_path)
         mask, reference = _ground_truth(masks[image_id], on_mismatch, prediction.shape)
-        if mask.shape != prediction.shape:
-            raise DataError(f"{pred_path}: prediction is {_wxh(prediction)} but {reference} is {_wxh(mask)}; "
-                            f"predictions must have the original image size")
+        if mask.shape != prediction.shape:  # the dataset's --on-mismatch policy applies to predictions too
+            what = f"{pred_path}: prediction is {_wxh(prediction)} but {reference} is {_wxh(mask)}"
+            if on_mismatch == "error":
+                raise DataError(f"{what}; predictions must have the original image size (or pass --on-mismatch "
+                                f"resize|skip)")
+            if on_mismatch == "skip":
+                log.warning("%s; skipped (--on-mismatch skip)", what)
+                continue
+            log.warning("%s; resized to it (nearest neighbour, --on-mismatch resize)", what)
+            prediction = resize_nearest(prediction, mask.shape)
         metrics.update(prediction, mask)
     return metrics.compute()
 

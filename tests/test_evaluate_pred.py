@@ -103,7 +103,11 @@ def test_size_mismatch_names_prediction_and_mask(gt_folder, tmp_path):
     write_gt_as_predictions(gt_folder, pred_dir)
     write_png(pred_dir / "img1.png", np.zeros((32, 32), np.uint8))
     with pytest.raises(DataError, match=r"img1.png: prediction is 32x32 but its mask .*img1.png is 24x24"):
-        score_prediction_folder(pred_dir, gt_folder)
+        score_prediction_folder(pred_dir, gt_folder, on_mismatch="error")
+    skipped = score_prediction_folder(pred_dir, gt_folder, on_mismatch="skip")
+    resized = score_prediction_folder(pred_dir, gt_folder)  # default: resize, as the dataset's masks
+    assert skipped["n_images"] == len(gt_folder) - 1 and resized["n_images"] == len(gt_folder)
+    assert skipped["iou"] == 1.0 and resized["iou"] < 1.0  # img1's (empty) prediction now counts
 
 
 def test_bad_folder_empty_list_and_missing_mask(gt_folder, tmp_path):
@@ -129,3 +133,14 @@ def test_real_nuaa_masks_scored_against_themselves(nuaa_root, tmp_path):
     m = score_prediction_folder(pred_dir, masks)
     assert (m["iou"], m["pd"], m["fa"]) == (1.0, 1.0, 0.0) and m["n_images"] == 12
     assert m["n_targets"] >= 12  # every NUAA-SIRST mask has at least one target
+
+
+@pytest.mark.real_data
+def test_ground_truth_as_predictions_scores_perfectly_on_the_whole_test_split(nuaa_root):
+    """idx_427's test split holds Misc_111, whose mask file is larger than its image: resized like the mask."""
+    from hnanas.data.index import open_dataset
+    from hnanas.evaluate_pred import score_split_predictions
+
+    scores = score_split_predictions(nuaa_root / "masks", open_dataset(str(nuaa_root)), "idx_427")
+    assert scores["n_images"] == 86
+    assert scores["iou"] == 1.0 and scores["niou"] == 1.0 and scores["pd"] == 1.0 and scores["fa"] == 0.0
