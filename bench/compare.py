@@ -8,6 +8,9 @@ export, time with ONNX Runtime next to the table's prediction). The networks:
 - ``model:NAME``            a named baseline (``dnanet``, ``repisd``, ...)
 - ``genotype:NAME@SPACE``   a named genotype of a space (``dense_res3@hna_nested``, ``dnanet_res3@hna_nested``)
 
+HNA-NAS's published stage-1 topology is not available offline, so DNANet's own connectivity with ``res3``
+(``dnanet_res3``) stands in as the second fixed topology beside the densest one (``dense_res3``).
+
 All retrains share one budget (``--epochs``, ``--crop``, ``--batch-size``, the quick preset's optimiser and loss,
 seed 0) and are timed at the space's deployment size (256x256 for the baselines) on 1 ORT thread. Every step
 resumes: rerunning skips finished networks and continues an interrupted one. Ends with ``hnanas report`` over
