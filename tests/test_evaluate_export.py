@@ -81,8 +81,10 @@ def test_ground_truth_predictions_score_perfectly_on_nuaa_idx_427(nuaa_root, tmp
                  "--on-mismatch", "error"]) == 2
     assert "Misc_111" in capsys.readouterr().err
     Image.fromarray(np.zeros((400, 592), np.uint8)).save(tmp_path / "gt" / "Misc_111.png")  # the mask's own size
-    with pytest.raises(DataError, match=r"Misc_111.png: prediction is 592x400 but its image .* is 325x220"):
-        evaluate_predictions(tmp_path / "gt", index, "idx_427")
+    with pytest.raises(DataError, match=r"Misc_111.png: mask size 592x400 differs from its image 325x220"):
+        evaluate_predictions(tmp_path / "gt", index, "idx_427", on_mismatch="error")  # the mask stops it first
+    resized = evaluate_predictions(tmp_path / "gt", index, "idx_427")  # default: resized like the mask, warned
+    assert resized["n_images"] == 86 and resized["pd"] < 1.0  # Misc_111's (empty) prediction now misses
 
 
 def test_export_static_matches_torch_and_dynamic_accepts_another_size(retrained, tmp_path, capsys):
