@@ -16,34 +16,49 @@ lambda * (E - T) / T; mul-log: loss * alpha * (log E / log T)^beta). Architectur
 carved from the train split, never the test split. The run folder gets config.yaml, genotype.json, search_log.csv,
 arch/ snapshots, search_state.pt (resume with --resume), search_curves.png and arch_probs.png.
 
-Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (about 10 min
+Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
 on 2 CPU cores). Multi-process: torchrun --nproc_per_node N -m hnanas search ..."""
 
 
 def register(sub) -> None:
     p = sub.add_parser("search", help="two-stage latency-aware architecture search", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataset_options(p)
-    p.add_argument("--space", help="search-space name or YAML file (default rep_nested)")
-    p.add_argument("--device", help="device whose latency table prices the search (default cpu)")
-    p.add_argument("--threads", type=int, help="the table's ONNX Runtime thread count (default 1)")
-    p.add_argument("--table", help="latency table CSV (default latency_tables/<space>_<device>_t<threads>.csv)")
-    p.add_argument("--latency-weight", type=float, help="lambda, weight of the latency term (default 0.1)")
-    p.add_argument("--target-latency", type=float, metavar="MS",
-                   help="target latency T in ms (default: the expected latency when architecture steps start); "
-                        "the command says by how much the result misses it")
-    p.add_argument("--latency-loss", choices=["add-linear", "mul-log"], help="latency term form (default add-linear)")
-    p.add_argument("--preset", choices=["quick", "paper"], default="quick",
-                   help="quick: ~10 min on 2 CPU cores on synthetic data; paper: HNA-NAS's schedule (GPU)")
-    p.add_argument("--epochs", type=int, help="epochs of each stage (warm-up epochs scale with it)")
-    p.add_argument("--batch-size", type=int, help="crops per step (split over processes under torchrun)")
-    p.add_argument("--crop", type=int, help="training crop size (default: the preset's)")
-    p.add_argument("--stage2-mode", choices=["proxyless", "mixture"], help="stage 2: sampled paths or DARTS mixture")
-    p.add_argument("--train-device", help="torch device for training: auto | cpu | cuda (default auto)")
-    p.add_argument("--seed", type=int, help="seed (the same seed gives the same search)")
+    add_search_options(p)
     p.add_argument("--out", type=Path, help="run folder (default runs/search_<space>_<device>_l<lambda>_s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=run)
+
+
+def add_search_options(p, helps: dict[str, str] | None = None) -> None:
+    """The options ``config_from_args`` reads, on parser or group ``p`` (``hnanas search`` and ``hnanas sweep``);
+    ``helps`` replaces the help text of some (by option name) where a command gives them another meaning."""
+    helps = {
+        "--threads": "the table's ONNX Runtime thread count (default 1)",
+        "--latency-weight": "lambda, weight of the latency term (default 0.1)",
+        "--target-latency": "target latency T in ms (default: the expected latency when architecture steps "
+                            "start); the command says by how much the result misses it",
+        "--latency-loss": "latency term form (default add-linear)",
+        "--preset": "quick: 5-8 min on 2 CPU cores on synthetic data; paper: HNA-NAS's schedule (GPU)",
+        "--epochs": "epochs of each stage (warm-up epochs scale with it)",
+        "--batch-size": "crops per step (split over processes under torchrun)",
+        "--train-device": "torch device for training (default auto: cuda if available)",
+        "--seed": "seed (the same seed gives the same search)",
+        **(helps or {})}
+    add_dataset_options(p)
+    p.add_argument("--space", help="search-space name or YAML file (default rep_nested)")
+    p.add_argument("--device", help="device whose latency table prices the search (default cpu)")
+    p.add_argument("--threads", type=int, help=helps["--threads"])
+    p.add_argument("--table", help="latency table CSV (default latency_tables/<space>_<device>_t<threads>.csv)")
+    p.add_argument("--latency-weight", type=float, help=helps["--latency-weight"])
+    p.add_argument("--target-latency", type=float, metavar="MS", help=helps["--target-latency"])
+    p.add_argument("--latency-loss", choices=["add-linear", "mul-log"], help=helps["--latency-loss"])
+    p.add_argument("--preset", choices=["quick", "paper"], default="quick", help=helps["--preset"])
+    p.add_argument("--epochs", type=int, help=helps["--epochs"])
+    p.add_argument("--batch-size", type=int, help=helps["--batch-size"])
+    p.add_argument("--crop", type=int, help="training crop size (default: the preset's)")
+    p.add_argument("--stage2-mode", choices=["proxyless", "mixture"], help="stage 2: sampled paths or DARTS mixture")
+    p.add_argument("--train-device", choices=["auto", "cpu", "cuda"], help=helps["--train-device"])
+    p.add_argument("--seed", type=int, help=helps["--seed"])
 
 
 def _scaled(stage, epochs: int | None) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hnanas.cli.common import add_dataset_options
+from hnanas.cli.search import add_search_options
 from hnanas.errors import HnanasError
 
 DESCRIPTION = """\
@@ -56,23 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "trial of a dead process on this machine is detected at once)")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     search = p.add_argument_group("search options (as hnanas search)")
-    add_dataset_options(search)
-    search.add_argument("--space", help="search-space name or YAML file (default rep_nested)")
-    search.add_argument("--device", help="device whose latency table prices the search (default cpu)")
-    search.add_argument("--threads", type=int, help="the table's ONNX Runtime threads; the retrain measures with "
-                                                    "them too (default 1)")
-    search.add_argument("--table", help="latency table CSV (default latency_tables/<space>_<device>_t<threads>.csv)")
-    search.add_argument("--latency-weight", type=float, help="lambda of a --targets sweep (default 0.1)")
-    search.add_argument("--target-latency", type=float, metavar="MS", help="target T of a --latency-weights sweep")
-    search.add_argument("--latency-loss", choices=["add-linear", "mul-log"], help="latency term form")
-    search.add_argument("--preset", choices=["quick", "paper"], default="quick",
-                        help="search preset, and the retrain preset unless --retrain-preset (default quick)")
-    search.add_argument("--epochs", type=int, help="epochs of each search stage")
-    search.add_argument("--batch-size", type=int, help="search crops per step")
-    search.add_argument("--crop", type=int, help="search crop size")
-    search.add_argument("--stage2-mode", choices=["proxyless", "mixture"], help="stage 2: sampled paths or mixture")
-    search.add_argument("--train-device", choices=["auto", "cpu", "cuda"], help="torch device (search and retrain)")
-    search.add_argument("--seed", type=int, help="seed of search and retrain (default 0)")
+    add_search_options(search, {
+        "--threads": "the table's ONNX Runtime threads; the retrain measures with them too (default 1)",
+        "--latency-weight": "lambda of a --targets sweep (default 0.1)",
+        "--target-latency": "target T of a --latency-weights sweep",
+        "--preset": "search preset, and the retrain preset unless --retrain-preset (default quick)",
+        "--train-device": "torch device (search and retrain)",
+        "--seed": "seed of search and retrain (default 0)"})
     retrain = p.add_argument_group("retrain options (as hnanas retrain)")
     retrain.add_argument("--retrain-preset", choices=preset_names(), help="retrain preset (default: --preset)")
     retrain.add_argument("--retrain-config", metavar="FILE", help="retrain YAML config overriding the preset")
