@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from hnanas.data.index import DatasetIndex, SamplePaths
-from hnanas.data.loading import (MismatchPolicy, load_mask, mask_to_bool, mask_values, read_size, resize_nearest,
-                                 usable_ids)
+from hnanas.data.loading import (MismatchPolicy, SizeMismatch, apply_mismatch_policy, load_mask, mask_to_bool,
+                                 mask_values, read_size, resize_nearest, usable_ids)
 from hnanas.errors import DataError
 from hnanas.metrics import IRSTMetrics
 from hnanas.progress import progress
@@ -127,14 +127,15 @@ def score_prediction_folder(pred_dir: str | os.PathLike,
         prediction = read_prediction(pred_path)
         mask, reference = _ground_truth(masks[image_id], on_mismatch, prediction.shape)
         if mask.shape != prediction.shape:  # the dataset's --on-mismatch policy applies to predictions too
-            what = f"{pred_path}: prediction is {_wxh(prediction)} but {reference} is {_wxh(mask)}"
-            if on_mismatch == "error":
-                raise DataError(f"{what}; predictions must have the original image size (or pass --on-mismatch "
-                                f"resize|skip)")
-            if on_mismatch == "skip":
-                log.warning("%s; skipped (--on-mismatch skip)", what)
+            try:
+                apply_mismatch_policy(pred_path, prediction.shape, mask.shape, on_mismatch,
+                                      message=f"{pred_path}: prediction is {_wxh(prediction)} but {reference} is "
+                                              f"{_wxh(mask)}", fix="predictions must have the original image size")
+            except SizeMismatch as skipped:
+                if on_mismatch != "skip":
+                    raise
+                log.warning("%s", skipped)
                 continue
-            log.warning("%s; resized to it (nearest neighbour, --on-mismatch resize)", what)
             prediction = resize_nearest(prediction, mask.shape)
         metrics.update(prediction, mask)
     return metrics.compute()

@@ -146,11 +146,13 @@ def mismatch_message(path: Path, mask_shape: tuple[int, int], image_shape: tuple
 
 
 def apply_mismatch_policy(path: Path, mask_shape: tuple[int, int], image_shape: tuple[int, int],
-                          on_mismatch: MismatchPolicy, *, warn: bool = True) -> None:
-    """Raise for ``skip``/``error``; for ``resize`` log the warning (when ``warn``) and return None."""
-    message = mismatch_message(path, mask_shape, image_shape)
+                          on_mismatch: MismatchPolicy, *, warn: bool = True, message: str | None = None,
+                          fix: str = "fix the mask") -> None:
+    """Raise for ``skip``/``error``; for ``resize`` log the warning (when ``warn``) and return None.
+    ``message`` (default: a mask's) says what differs; ``fix`` is the error's advice besides the other policies."""
+    message = message or mismatch_message(path, mask_shape, image_shape)
     if on_mismatch == "error":
-        raise SizeMismatch(f"{message}; fix the mask, or pass --on-mismatch resize|skip")
+        raise SizeMismatch(f"{message}; {fix}, or pass --on-mismatch resize|skip")
     if on_mismatch == "skip":
         raise SizeMismatch(f"{message}; sample skipped")
     if on_mismatch != "resize":
