@@ -37,7 +37,7 @@ KEY_COLUMNS = ["kind", "name", "c_in", "c_out", "h", "w", "stride", "parts"]
 class Entry:
     """One row of a latency table (its key columns)."""
 
-    kind: str  # op | resample | concat | head | reorder
+    kind: str  # op | resample | concat | head | reorder (| identity: helper rows of e2e.py, never in a table)
     name: str  # op name; resample: down/upsample mode; concat: "concat"; head: "conv1x1"; reorder: to_nchw|to_nchwc
     c_in: int  # input channels (concat: their sum)
     c_out: int  # output channels

@@ -74,27 +74,27 @@ def measure_entry(entry: Entry, space: SearchSpace, settings: ProfileSettings, w
     """Time ``entry`` in one fresh session; returns its table row(s) (a reorder context times both directions,
     so it returns the rows of ``to_nchw`` and ``to_nchwc`` of that shape)."""
     providers = _provider_list(get_device(settings.device), fp16=settings.fp16)
-    if not per_node_profiles(settings.device):
-        if entry.kind == "reorder":  # no layout model on these providers
-            return [{**reorder_entry(lay, entry.c_in, entry.h, entry.w).row(), "median_ms": 0.0, "p10_ms": 0.0,
-                     "p90_ms": 0.0, "n": 0, "in_layout": "", "out_layout": "", "nodes": 0, "sessions": 1}
-                    for lay in ("nchw", "nchwc")]
-        path = export_context(entry, space, workdir / f"{sha256_bytes(entry.key.encode())[:16]}.onnx")
+    e2e = not per_node_profiles(settings.device)
+    if entry.kind == "reorder" and e2e:  # no layout model on these providers
+        return _reorder_rows(entry, {"nchw": 0.0, "nchwc": 0.0}, n=0)
+    path = export_context(entry, space, workdir / f"{sha256_bytes(entry.key.encode())[:16]}.onnx")
+    if e2e:
         r = time_model(str(path), providers, settings.threads, settings.opt_level, settings.warmup,
                        max(settings.runs, 10), settings.min_time_s)
         return [{**entry.row(), **{k: r[k] for k in VALUE_COLUMNS}, "in_layout": "", "out_layout": "", "nodes": 0,
                  "sessions": 1}]
-    path = export_context(entry, space, workdir / f"{sha256_bytes(entry.key.encode())[:16]}.onnx")
     r = profile_entry(str(path), providers, settings.threads, settings.opt_level, settings.warmup, settings.runs,
                       settings.min_time_s, sessions=1)
     if entry.kind == "reorder":
-        rows = []
-        for layout, key in (("nchw", "reorder_in_ms"), ("nchwc", "reorder_out_ms")):
-            e = reorder_entry(layout, entry.c_in, entry.h, entry.w)
-            rows.append({**e.row(), "median_ms": r[key], "p10_ms": r[key], "p90_ms": r[key], "n": r["n"],
-                         "in_layout": "", "out_layout": "", "nodes": 0, "sessions": 1})
-        return rows
+        return _reorder_rows(entry, {"nchw": r["reorder_in_ms"], "nchwc": r["reorder_out_ms"]}, n=r["n"])
     return [{**entry.row(), **{k: r[k] for k in VALUE_COLUMNS + EXTRA_COLUMNS}, "sessions": 1}]
+
+
+def _reorder_rows(entry: Entry, ms: dict[str, float], n: int) -> list[dict]:
+    """The ``to_nchw`` and ``to_nchwc`` rows of a reorder context's shape, from the time of each direction
+    (keyed by the layout converted to)."""
+    return [{**reorder_entry(layout, entry.c_in, entry.h, entry.w).row(), "median_ms": t, "p10_ms": t, "p90_ms": t,
+             "n": n, "in_layout": "", "out_layout": "", "nodes": 0, "sessions": 1} for layout, t in ms.items()]
 
 
 def merge_session(old: dict, new: dict) -> dict:
@@ -229,7 +229,8 @@ def provenance(space: SearchSpace, settings: ProfileSettings) -> dict:
         "cpu_model": env["cpu_model"], "cpu_physical_cores": env["cpu_physical_cores"],
         "cpu_logical_cores": env["cpu_logical_cores"], "memory_gb": env["memory_gb"], "platform": env["platform"],
         "host": env["host"], "date": env["date"], "hnanas": env["hnanas"], "allocator": env["ld_preload"] or "libc",
-        "method": "profile" if per_node_profiles(settings.device) else "e2e", "context_version": CONTEXT_VERSION, "measurement": asdict(settings),
+        "method": "profile" if per_node_profiles(settings.device) else "e2e", "context_version": CONTEXT_VERSION,
+        "measurement": asdict(settings),
     }
 
 
