@@ -6,14 +6,17 @@ import zlib
 
 import pandas as pd
 
-from hnanas.latency.entries import space_entries
+from hnanas.latency.entries import FOLLOWING_KINDS, nchw_variant, space_entries
 from hnanas.latency.table import FORMAT, LatencyTable
 
 
 def synthetic_table(space, overhead=0.3) -> LatencyTable:
-    """Costs from a formula and layouts from a hash, so layout conversions are exercised too."""
+    """Costs from a formula and layouts from a hash, so layout conversions are exercised too; resamples and
+    concats have their ``@nchw`` rows (from the hash too: some follow their inputs' layout, some force theirs)."""
     rows = []
-    for i, e in enumerate(space_entries(space)):
+    entries = space_entries(space)
+    entries += [nchw_variant(e) for e in entries if e.kind in FOLLOWING_KINDS]
+    for i, e in enumerate(entries):
         ms = 1e-6 * e.c_in * e.c_out * e.h * e.w * (1 + zlib.crc32(e.name.encode()) % 7) + 0.01 * (i % 5) + 0.02
         h = zlib.crc32(e.key.encode())
         lin, lout = ("", "") if e.kind == "reorder" else (("nchw", "nchwc")[h % 2], ("nchw", "nchwc")[(h >> 3) % 2])

@@ -20,7 +20,7 @@ from hnanas.errors import HnanasError
 from hnanas.genotype import named_genotypes
 from hnanas.latency import profiler
 from hnanas.latency.bundle import import_results, safe_extract, write_bundle
-from hnanas.latency.entries import CONTEXT_IN, ContextModel, space_entries
+from hnanas.latency.entries import CONTEXT_IN, ContextModel, layout_variants, space_entries
 from hnanas.latency.profiler import ProfileSettings, measure_space, profile_space
 from hnanas.latency.runner import classify_nodes, profile_entry, read_graph
 from hnanas.latency.table import LatencyTable
@@ -148,7 +148,12 @@ def test_profile_space_writes_table_with_provenance_and_validates(tiny, tmp_path
     table = profile_space(tiny, out, FAST)
     assert not out.with_suffix(".partial.csv").exists()
     loaded = LatencyTable.load(out, space=tiny, device="cpu")
-    assert len(loaded.frame) == len(space_entries(tiny))
+    base = space_entries(tiny)
+    variants = layout_variants(loaded.frame.to_dict("records"))
+    assert len(loaded.frame) == len(base) + len(variants)
+    # a bilinear upsample that ran blocked runs in NCHW when its input arrives plain (ORT keeps its layout)
+    bilinear = loaded.frame[loaded.frame.name == "bilinear@nchw"]
+    assert len(bilinear) > 0 and set(bilinear.in_layout) == {"nchw"}
     meta = loaded.meta
     for key in ("device", "providers", "threads", "graph_optimization_level", "onnxruntime", "onnx", "opset",
                 "cpu_model", "cpu_logical_cores", "memory_gb", "date", "hnanas", "space", "space_hash",

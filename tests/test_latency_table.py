@@ -112,3 +112,24 @@ def test_op_expectation_has_gradients(tiny, table):
     lat = model(net.op_probs())
     lat.backward()
     assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in net.arch_parameters())
+
+
+def test_layout_following_entries_take_their_inputs_layout(tiny, table):
+    """A resample/concat measured blocked runs as its @nchw row when an input arrives plain (ORT blocks it only
+    when all inputs are blocked); an entry whose @nchw row still needs blocked input forces its layout."""
+    from hnanas.latency.entries import KEY_COLUMNS, Entry, nchw_variant
+
+    frame = table.frame.copy()
+    e = Entry(**{c: frame[frame.kind == "concat"].iloc[0][c] for c in KEY_COLUMNS})
+    e = Entry(**{**e.row(), "name": "concat"})
+    key = lambda x: (frame.kind == x.kind) & (frame.name == x.name) & (frame.parts == x.parts) & (frame.h == x.h)
+    frame.loc[key(e), ["in_layout", "out_layout"]] = ["nchwc", "nchwc"]
+    frame.loc[key(nchw_variant(e)), ["in_layout", "out_layout"]] = ["nchw", "nchw"]
+    t = LatencyTable(frame, table.meta)
+    assert t.follow(e, ["nchwc", "nchwc"]) == e
+    assert t.follow(e, ["nchwc", "nchw"]) == nchw_variant(e)
+    frame.loc[key(nchw_variant(e)), "in_layout"] = "nchwc"  # it forces blocked input: conversions, base row
+    assert LatencyTable(frame, table.meta).follow(e, ["nchw", "nchw"]) == e
+    old = LatencyTable(frame[~key(nchw_variant(e))], table.meta)  # a table measured before variants existed
+    with pytest.raises(HnanasError, match="re-profile"):
+        old.follow(e, ["nchw", "nchwc"])

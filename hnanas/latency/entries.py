@@ -13,11 +13,16 @@ resample, the head, and a layout conversion in each direction for every tensor s
 :func:`context_model` wraps an entry between cheap ``ctx_pre``/``ctx_post`` convs that give it the memory
 layouts its neighbours give it in a network, so it is measured as it runs there; ``runner.py`` charges it its own kernels only and reports the
 layouts it consumes and produces, so the predictor can add the conversions a given network needs.
+
+Some entries do not force a layout but follow their input's: ORT runs a bilinear resize or a concat blocked only
+when its input(s) arrive blocked, and in plain NCHW otherwise -- where a bilinear upsample costs ~4x more. Such an
+entry measured blocked (``in_layout`` "nchwc") is measured a second time on plain inputs as its
+:func:`nchw_variant` (name + "@nchw"); the predictor picks the row its producers' layouts select.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import combinations
 from typing import Iterable
 
@@ -38,7 +43,8 @@ class Entry:
     """One row of a latency table (its key columns)."""
 
     kind: str  # op | resample | concat | head | reorder (| identity: helper rows of e2e.py, never in a table)
-    name: str  # op name; resample: down/upsample mode; concat: "concat"; head: "conv1x1"; reorder: to_nchw|to_nchwc
+    name: str  # op name; resample: down/upsample mode; concat: "concat"; head: "conv1x1"; reorder: to_nchw|to_nchwc;
+    #            + "@nchw" for a layout-following entry measured on plain NCHW inputs (nchw_variant)
     c_in: int  # input channels (concat: their sum)
     c_out: int  # output channels
     h: int  # input height
@@ -52,6 +58,29 @@ class Entry:
 
     def row(self) -> dict:
         return asdict(self)
+
+
+NCHW_SUFFIX = "@nchw"
+FOLLOWING_KINDS = ("resample", "concat")  # kinds whose layout ORT may take from their inputs
+
+
+def nchw_variant(entry: Entry) -> Entry:
+    """``entry`` measured on plain NCHW inputs (see the module docstring)."""
+    return replace(entry, name=entry.name + NCHW_SUFFIX)
+
+
+def is_nchw_variant(entry: Entry) -> bool:
+    return entry.name.endswith(NCHW_SUFFIX)
+
+
+def layout_variants(rows: Iterable[dict]) -> list[Entry]:
+    """The variants to measure, given measured rows: one per layout-following entry that ran blocked."""
+    out = []
+    for r in rows:
+        e = Entry(**{c: r[c] for c in KEY_COLUMNS})
+        if e.kind in FOLLOWING_KINDS and not is_nchw_variant(e) and r.get("in_layout") == "nchwc":
+            out.append(nchw_variant(e))
+    return sorted(out)
 
 
 def op_entry(op: str, c_in: int, c_out: int, h: int, w: int) -> Entry:
@@ -140,15 +169,17 @@ class _Abs(nn.Module):
         return torch.abs(x)
 
 
-CONTEXT_VERSION = 3  # bump when context models change: tables and interrupted profiles record it
+CONTEXT_VERSION = 4  # bump when context models change: tables and interrupted profiles record it
 CONTEXT_IN = 16  # channels of a context model's graph input (an aligned block width)
 
 
-def _pre(channels: int) -> nn.Module:
+def _pre(channels: int, plain: bool = False) -> nn.Module:
     """A cheap producer of a ``channels`` x h x w tensor that ORT keeps blocked (NCHWc) where it can, as the
     3x3 convs before an entry in a network are: a 3x3 conv on an aligned 16-channel input, then a 1x1 conv to
-    ``channels`` (ORT blocks a pointwise conv only when its input is blocked)."""
-    return nn.Sequential(nn.Conv2d(CONTEXT_IN, CONTEXT_IN, 3, padding=1), nn.Conv2d(CONTEXT_IN, channels, 1))
+    ``channels`` (ORT blocks a pointwise conv only when its input is blocked). ``plain``: end with an op ORT runs
+    in NCHW, so the entry gets a plain NCHW tensor (as after a grouped conv in a network)."""
+    layers = [nn.Conv2d(CONTEXT_IN, CONTEXT_IN, 3, padding=1), nn.Conv2d(CONTEXT_IN, channels, 1)]
+    return nn.Sequential(*layers, _Abs()) if plain else nn.Sequential(*layers)
 
 
 def _post(channels: int) -> nn.Module:
@@ -162,9 +193,9 @@ class ContextModel(nn.Module):
     The neighbours give the entry the memory layouts it meets in a network without costing much more than it:
     a 3x3 conv c -> c around a 248-channel entry at 256x256 would cost ~36 GMAC, far more than most entries."""
 
-    def __init__(self, core: nn.Module, in_channels: list[int], out_channels: int | None):
+    def __init__(self, core: nn.Module, in_channels: list[int], out_channels: int | None, plain: bool = False):
         super().__init__()
-        self.ctx_pre = nn.ModuleList([_pre(c) for c in in_channels])
+        self.ctx_pre = nn.ModuleList([_pre(c, plain) for c in in_channels])
         self.core = core
         self.ctx_post = _post(out_channels) if out_channels else None
 
@@ -190,5 +221,5 @@ def context_model(entry: Entry, space: SearchSpace) -> tuple[nn.Module, list[tor
         core, ins, out = nn.Identity(), [entry.c_in], entry.c_out
     else:
         raise ValueError(f"unknown entry kind {entry.kind!r}")
-    model = ContextModel(core, ins, out).eval()
+    model = ContextModel(core, ins, out, plain=is_nchw_variant(entry)).eval()
     return model, [torch.randn(1, CONTEXT_IN, entry.h, entry.w) for _ in ins]

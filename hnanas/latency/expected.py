@@ -7,6 +7,9 @@ probabilities are 0/1 (tested).
 Stage 2 (ops, fixed topology): each node's op cost is ``sum_o p(o) cost(node, o)``; a tensor's layout depends
 on its producer's op and its consumers' requirements on theirs, so a conversion of tensor ``t`` to layout ``L``
 is paid with probability ``P(t not in L) * (1 - prod_c (1 - P(c needs t in L)))`` (nodes choose independently).
+A layout-following entry (a bilinear resample or a concat, see ``entries.py``) runs blocked with the probability
+that all its inputs are blocked, else as its ``@nchw`` row; a concat that runs plain needs its blocked parts in
+NCHW.
 
 Stage 1 (edges, independent keep-probabilities ``q``): a node's cost depends on which inputs it keeps, so every
 subset ``S`` of its candidates is enumerated (at most 2^6 here) with ``P(S) = prod_{e in S} q_e prod_{e not in S}
@@ -83,6 +86,57 @@ def _op_profile(table: LatencyTable, space: SearchSpace, op: str, c_in: int, nod
     return {"cost": cost, "in": first_in, "out": prev_out or "nchwc"}
 
 
+class _Glue:
+    """A resample or concat entry: its cost and output layout given P(all its inputs blocked) ``b``, and what it
+    needs of its inputs. A layout-following entry runs as its blocked row with probability ``b`` and as its
+    ``@nchw`` row otherwise; any other entry has one row and a fixed requirement ``lin``."""
+
+    def __init__(self, table: LatencyTable, entry):
+        lin, lout = table.layouts(entry)
+        variant = table.follow(entry, ["nchw"])
+        self.follows = variant != entry
+        self.lin = lin
+        self.ms = (table.ms(entry), table.ms(variant))  # (blocked, plain)
+        self.out = (lout, table.layouts(variant)[1])  # "" = keeps its (first) input's layout
+
+    def cost(self, b):
+        return b * self.ms[0] + (1 - b) * self.ms[1] if self.follows else self.ms[0]
+
+    def out_blocked(self, b, first_in):
+        """P(output blocked), given P(all inputs blocked) and P(first input blocked)."""
+        def one(lout):
+            return first_in if not lout else float(lout == "nchwc")
+        return b * one(self.out[0]) + (1 - b) * one(self.out[1]) if self.follows else one(self.out[0])
+
+
+def _prod(xs) -> torch.Tensor:
+    out = torch.ones(())
+    for x in xs:
+        out = out * x
+    return out
+
+
+def _concat_needs(glue: _Glue, blocked: list) -> list[dict]:
+    """What a concat needs of each part: a fixed layout, or (following) NCHW when another part is plain."""
+    if not glue.follows:
+        return [_onehot(glue.lin)] * len(blocked)
+    return [{"nchw": 1 - _prod(blocked[:i] + blocked[i + 1:]), "nchwc": 0.0} for i in range(len(blocked))]
+
+
+def _concat_tensors(glues: list, masks: list, r_to: list) -> dict:
+    """The concatenating subsets' glue as tensors (see ``EdgeLatencyModel._node``)."""
+    rows = [(g, m, r) for g, m, r in zip(glues, masks, r_to) if g is not None]
+    t = lambda values: torch.tensor([float(v) for v in values])  # noqa: E731
+    return {"follows": t(g.follows for g, _, _ in rows), "ms_b": t(g.ms[0] for g, _, _ in rows),
+            "ms_p": t(g.ms[1] for g, _, _ in rows),
+            "out_b": t(g.out[0] == "nchwc" for g, _, _ in rows), "inherit_b": t(not g.out[0] for g, _, _ in rows),
+            "out_p": t(g.out[1] == "nchwc" for g, _, _ in rows), "inherit_p": t(not g.out[1] for g, _, _ in rows),
+            "lin_nchw": t(g.lin == "nchw" for g, _, _ in rows), "lin_nchwc": t(g.lin == "nchwc" for g, _, _ in rows),
+            "r_nchw": t(r["nchw"] for _, _, r in rows), "r_nchwc": t(r["nchwc"] for _, _, r in rows),
+            "first": torch.tensor([[1.0 if i == m.index(1.0) else 0.0 for i in range(len(m))] for _, m, _ in rows])
+            .reshape(len(rows), len(masks[0]))}
+
+
 class OpLatencyModel:
     """Stage 2: ``__call__(op_probs) -> E[latency] (ms)``, ``op_probs`` as returned by ``OpSupernet.op_probs``."""
 
@@ -92,64 +146,71 @@ class OpLatencyModel:
         self.p_out_blocked: dict[str, torch.Tensor] = {}  # per op: 1 if its output is blocked (NCHWc)
         self.needs_in: dict[str, dict[str, torch.Tensor]] = {}  # per op: requirement of its first block
         self.parts: dict[str, list] = {}
-        const, self.resampled = 0.0, {}
+        self.concat: dict[str, _Glue] = {}
+        self.resampled: dict = {}  # ("resampled", src, level) -> (src, glue), in first-use order
         for node, ins, _ in topology.nodes:
             n = space.node(node)
             h, w = space.resolution(n.level)
-            c_in = node_in_channels(space, ins)
-            profiles = [_op_profile(table, space, o, c_in, node) for o in node_ops[node]]
-            costs = [p["cost"] for p in profiles]
+            profiles = [_op_profile(table, space, o, node_in_channels(space, ins), node) for o in node_ops[node]]
             parts = []
             for src in ins:
-                if space.level_of(src) == n.level:
-                    parts.append(src)
-                else:
-                    key = ("resampled", src, n.level)
-                    if key not in self.resampled:
-                        e = resample_entry(space, space.channels_of(src), space.level_of(src), n.level)
-                        self.resampled[key] = (src, table.layouts(e))
-                        const += table.ms(e)
-                    parts.append(key)
+                key = src if space.level_of(src) == n.level else ("resampled", src, n.level)
+                if key != src and key not in self.resampled:
+                    e = resample_entry(space, space.channels_of(src), space.level_of(src), n.level)
+                    self.resampled[key] = (src, _Glue(table, e))
+                parts.append(key)
             self.parts[node] = parts
-            if len(ins) > 1:  # the concat output's only consumer is this node's op
-                e = concat_entry([space.channels_of(i) for i in ins], h, w)
-                const += table.ms(e)
-                cat_out = table.layouts(e)[1]
-                costs = [c + (table.reorder_ms(p["in"], c_in, h, w) if p["in"] and cat_out and p["in"] != cat_out
-                              else 0.0) for c, p in zip(costs, profiles)]
-                self.parts[node] = ("concat", table.layouts(e)[0], parts)
-            self.costs[node] = torch.tensor(costs)
+            if len(ins) > 1:
+                self.concat[node] = _Glue(table, concat_entry([space.channels_of(i) for i in ins], h, w))
+            self.costs[node] = torch.tensor([p["cost"] for p in profiles])
             self.p_out_blocked[node] = torch.tensor([float(p["out"] == "nchwc") for p in profiles])
             self.needs_in[node] = {lay: torch.tensor([float(p["in"] == lay) for p in profiles]) for lay in LAYOUTS}
         e = head_entry(space)
         self.head_layouts = table.layouts(e)
         hh, hw = space.resolution(0)
         logits = self.head_layouts[1]
-        const += table.ms(e) + (table.reorder_ms("nchw", 1, hh, hw) if logits and logits != "nchw" else 0.0)
-        self.const = const
-
-    def _conversions(self, op_probs: dict[str, torch.Tensor]) -> torch.Tensor:
-        conv = _Conversions(self.table, self.space)
-        conv.tensor(INPUT, self.space.input_channels, 0, _onehot("nchw"))
-        for node, _, _ in self.topology.nodes:
-            b = (op_probs[node] * self.p_out_blocked[node]).sum()
-            conv.tensor(node, self.space.node(node).width, self.space.node(node).level, {"nchwc": b, "nchw": 1 - b})
-        for key, (src, (lin, lout)) in self.resampled.items():
-            conv.tensor(key, self.space.channels_of(src), key[2], _onehot(lout or "nchwc"))
-            conv.consume(src, _onehot(lin))
-        for node, _, _ in self.topology.nodes:
-            parts = self.parts[node]
-            if isinstance(parts, tuple):  # concat: a fixed requirement on every part
-                for t in parts[2]:
-                    conv.consume(t, _onehot(parts[1]))
-            else:  # a single input, consumed by the op directly
-                conv.consume(parts[0], {lay: (op_probs[node] * self.needs_in[node][lay]).sum() for lay in LAYOUTS})
-        conv.consume(self.space.output, _onehot(self.head_layouts[0]))
-        return conv.expected()
+        self.const = table.ms(e) + (table.reorder_ms("nchw", 1, hh, hw) if logits and logits != "nchw" else 0.0)
 
     def __call__(self, op_probs: dict[str, torch.Tensor]) -> torch.Tensor:
-        entries = self.const + sum((op_probs[n] * c).sum() for n, c in self.costs.items())
-        return self.table.corrected(self.table.network_ms(entries + self._conversions(op_probs)))
+        space = self.space
+        conv = _Conversions(self.table, space)
+        blocked: dict = {INPUT: torch.zeros(())}  # tensor -> P(blocked)
+
+        def tensor(key, channels: int, level: int, b) -> None:
+            blocked[key] = b
+            conv.tensor(key, channels, level, {"nchwc": b, "nchw": 1 - b})
+
+        tensor(INPUT, space.input_channels, 0, blocked[INPUT])
+        for node, _, _ in self.topology.nodes:
+            n = space.node(node)
+            tensor(node, n.width, n.level, (op_probs[node] * self.p_out_blocked[node]).sum())
+        total = torch.as_tensor(self.const, dtype=torch.float32)
+        for key, (src, glue) in self.resampled.items():
+            b = blocked[src]
+            total = total + glue.cost(b)
+            if not glue.follows:
+                conv.consume(src, _onehot(glue.lin))
+            tensor(key, space.channels_of(src), key[2], glue.out_blocked(b, b))
+        for node, ins, _ in self.topology.nodes:
+            n = space.node(node)
+            p = op_probs[node]
+            total = total + (p * self.costs[node]).sum()
+            need = {lay: (p * self.needs_in[node][lay]).sum() for lay in LAYOUTS}
+            parts = self.parts[node]
+            if node not in self.concat:  # a single input, consumed by the op directly
+                conv.consume(parts[0], need)
+                continue
+            glue, bs = self.concat[node], [blocked[t] for t in parts]
+            b_all = _prod(bs)
+            total = total + glue.cost(b_all)
+            for t, part_need in zip(parts, _concat_needs(glue, bs)):
+                conv.consume(t, part_need)
+            key = ("concat", node)
+            if glue.out[0] or glue.out[1]:  # the concat's output, consumed by the op
+                tensor(key, node_in_channels(space, ins), n.level, glue.out_blocked(b_all, bs[0]))
+                conv.consume(key, need)
+        conv.consume(space.output, _onehot(self.head_layouts[0]))
+        return self.table.corrected(self.table.network_ms(total + conv.expected()))
 
 
 class EdgeLatencyModel:
@@ -164,29 +225,25 @@ class EdgeLatencyModel:
         for n in space.nodes:
             h, w = space.resolution(n.level)
             k = len(n.candidates)
-            masks, costs, out_blocked = [], [], []
-            needs = {lay: [] for lay in LAYOUTS}  # per subset: probability the subset's consumer needs lay
+            masks, costs, out_blocked, glues, r_to = [], [], [], [], []
+            needs = {lay: [] for lay in LAYOUTS}  # per subset: P(its op needs its input in lay), mean over ops
             for r in range(1, k + 1):
                 for comb in combinations(range(k), r):
                     ins = tuple(n.candidates[i] for i in comb)
                     c_in = node_in_channels(space, ins)
                     profiles = [_op_profile(table, space, o, c_in, n.id) for o in ops]
-                    cost = sum(p["cost"] for p in profiles) / len(ops)
-                    if r > 1:
-                        e = concat_entry([space.channels_of(i) for i in ins], h, w)
-                        cat_in, cat_out = table.layouts(e)
-                        cost += table.ms(e) + sum(table.reorder_ms(p["in"], c_in, h, w) for p in profiles
-                                                  if p["in"] and cat_out and p["in"] != cat_out) / len(ops)
-                        for lay in LAYOUTS:
-                            needs[lay].append(float(cat_in == lay))
-                    else:
-                        for lay in LAYOUTS:
-                            needs[lay].append(sum(p["in"] == lay for p in profiles) / len(ops))
+                    glue = _Glue(table, concat_entry([space.channels_of(i) for i in ins], h, w)) if r > 1 else None
+                    glues.append(glue)
+                    costs.append(sum(p["cost"] for p in profiles) / len(ops))
+                    for lay in LAYOUTS:
+                        needs[lay].append(sum(p["in"] == lay for p in profiles) / len(ops))
+                    convertible = glue is not None and (glue.out[0] or glue.out[1])
+                    r_to.append({lay: table.reorder_ms(lay, c_in, h, w) if convertible else 0.0 for lay in LAYOUTS})
                     masks.append([1.0 if i in comb else 0.0 for i in range(k)])
-                    costs.append(cost)
                     out_blocked.append(sum(p["out"] == "nchwc" for p in profiles) / len(ops))
             self.subsets[n.id] = {"masks": torch.tensor(masks), "costs": torch.tensor(costs),
                                   "out_blocked": torch.tensor(out_blocked),
+                                  "concat": _concat_tensors(glues, masks, r_to),
                                   "needs": {lay: torch.tensor(v) for lay, v in needs.items()}}
             for i, src in enumerate(n.candidates):
                 if src in self.users:
@@ -195,7 +252,7 @@ class EdgeLatencyModel:
                     key = (src, n.level)
                     if key not in self.resample:
                         e = resample_entry(space, space.channels_of(src), space.level_of(src), n.level)
-                        self.resample[key] = {"ms": table.ms(e), "layouts": table.layouts(e), "users": []}
+                        self.resample[key] = {"glue": _Glue(table, e), "users": []}
                     self.resample[key]["users"].append((n.id, i))
         e = head_entry(space)
         self.head_layouts = table.layouts(e)
@@ -226,35 +283,61 @@ class EdgeLatencyModel:
         p_empty = (1 - q).prod()
         return torch.cat([p[:k] + p_empty * q / q.sum().clamp_min(1e-12), p[k:]])
 
+    def _node(self, n, p: torch.Tensor, b: torch.Tensor, conv: "_Conversions", a, keys: list) -> torch.Tensor:
+        """Expected cost of node ``n`` (its subsets' ops, concats and concat-to-op conversions), registering what
+        its subsets need of its candidate tensors ``keys`` (``b``: their P(blocked)). Vectorised over subsets:
+        the first ``k`` subsets are the single inputs, the others concatenate."""
+        sub, k = self.subsets[n.id], len(keys)
+        total = (p * sub["costs"]).sum()
+        need = {lay: p[:k] * sub["needs"][lay][:k] for lay in LAYOUTS}  # single inputs: the op's requirement
+        if len(p) > k:
+            c, pc, m = sub["concat"], p[k:], sub["masks"][k:]
+            x = m * b + (1 - m)
+            b_all = x.prod(dim=1)
+            f = c["follows"]
+            cost = f * (b_all * c["ms_b"] + (1 - b_all) * c["ms_p"]) + (1 - f) * c["ms_b"]
+            first = (c["first"] * b).sum(dim=1)  # P(first part blocked)
+            out_b = c["inherit_b"] * first + (1 - c["inherit_b"]) * c["out_b"]
+            out_p = c["inherit_p"] * first + (1 - c["inherit_p"]) * c["out_p"]
+            cat = f * (b_all * out_b + (1 - b_all) * out_p) + (1 - f) * out_b  # P(concat output blocked)
+            needs = {lay: sub["needs"][lay][k:] for lay in LAYOUTS}  # what the op needs of the concat
+            cost = cost + c["r_nchwc"] * needs["nchwc"] * (1 - cat) + c["r_nchw"] * needs["nchw"] * cat
+            total = total + (pc * cost).sum()
+            others = torch.stack([torch.cat([x[:, :i], x[:, i + 1:]], dim=1).prod(dim=1) for i in range(k)], dim=1)
+            w, f = pc[:, None] * m, f[:, None]
+            need["nchw"] = need["nchw"] + (w * (f * (1 - others) + (1 - f) * c["lin_nchw"][:, None])).sum(0)
+            need["nchwc"] = need["nchwc"] + (w * (1 - f) * c["lin_nchwc"][:, None]).sum(0)
+        for i, key in enumerate(keys):
+            conv.consume(key, {lay: a * need[lay][i] for lay in LAYOUTS})
+        return a * total
+
     def __call__(self, edge_probs: dict[str, torch.Tensor]) -> torch.Tensor:
         space = self.space
         q = {n.id: edge_probs[n.id].reshape(-1) for n in space.nodes}
         a = self.alive(q)
         total = torch.as_tensor(self.const, dtype=torch.float32)
         conv = _Conversions(self.table, space)
+        blocked: dict = {INPUT: torch.zeros(())}
         conv.tensor(INPUT, space.input_channels, 0, _onehot("nchw"))
         ps = {}
         for n in space.nodes:
-            sub = self.subsets[n.id]
             ps[n.id] = p = self.subset_probs(n.id, q[n.id])
-            total = total + a[n.id] * (p * sub["costs"]).sum()
-            b = (p * sub["out_blocked"]).sum()
+            blocked[n.id] = b = (p * self.subsets[n.id]["out_blocked"]).sum()
             conv.tensor(n.id, n.width, n.level, {"nchwc": b, "nchw": 1 - b})
         for (src, level), rs in self.resample.items():
             miss = torch.ones(())
             for user, i in rs["users"]:
                 miss = miss * (1 - a[user] * q[user][i])
-            used = 1 - miss
-            total = total + used * rs["ms"]
-            lin, lout = rs["layouts"]
-            conv.tensor(("resampled", src, level), space.channels_of(src), level, _onehot(lout or "nchwc"))
-            conv.consume(src, {lay: used * v for lay, v in _onehot(lin).items()})
+            used, glue, b = 1 - miss, rs["glue"], blocked[src]
+            total = total + used * glue.cost(b)
+            if not glue.follows:
+                conv.consume(src, {lay: used * v for lay, v in _onehot(glue.lin).items()})
+            blocked[(src, level)] = rb = torch.as_tensor(glue.out_blocked(b, b), dtype=torch.float32)
+            conv.tensor(("resampled", src, level), space.channels_of(src), level, {"nchwc": rb, "nchw": 1 - rb})
         for n in space.nodes:
-            sub, p = self.subsets[n.id], ps[n.id]
-            for i, src in enumerate(n.candidates):
-                member = sub["masks"][:, i]
-                need = {lay: a[n.id] * (p * member * sub["needs"][lay]).sum() for lay in LAYOUTS}
-                key = src if space.level_of(src) == n.level else ("resampled", src, n.level)
-                conv.consume(key, need)
+            keys = [src if space.level_of(src) == n.level else ("resampled", src, n.level) for src in n.candidates]
+            b = torch.stack([blocked[src if space.level_of(src) == n.level else (src, n.level)]
+                             for src in n.candidates])
+            total = total + self._node(n, ps[n.id], b, conv, a[n.id], keys)
         conv.consume(space.output, _onehot(self.head_layouts[0]))
         return self.table.corrected(self.table.network_ms(total + conv.expected()))

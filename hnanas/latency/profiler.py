@@ -23,7 +23,8 @@ import pandas as pd
 
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, sha256_bytes, stable_hash, write_json, write_text
-from hnanas.latency.entries import CONTEXT_VERSION, KEY_COLUMNS, Entry, context_model, reorder_entry, space_entries
+from hnanas.latency.entries import (CONTEXT_VERSION, KEY_COLUMNS, Entry, context_model, layout_variants, reorder_entry,
+                                    space_entries)
 from hnanas.latency.e2e import entry_times, identity_entries
 from hnanas.latency.runner import profile_entry, time_model
 from hnanas.progress import progress
@@ -42,7 +43,7 @@ class ProfileSettings:
     device: str = "cpu"  # a name in hnanas.runtime.DEVICES
     threads: int = 1  # ONNX Runtime intra-op threads
     opt_level: str = "all"  # graph optimisation level (ORT_ENABLE_ALL, as deployed)
-    warmup: int = 2  # untimed runs per session
+    warmup: int = 1  # untimed runs per session (a second one changed medians by 0.2 %, within repeat noise)
     runs: int = 4  # at least this many timed runs per session ...
     min_time_s: float = 0.05  # ... and at least this much timed run time (small entries get more runs)
     sessions: int = 2  # passes over the table: entries >= 0.5 ms get one fresh session per pass, minutes apart
@@ -138,7 +139,8 @@ def measure_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, e
     ``<out>.partial.csv``: pass 1 times every entry once; each later pass times again, in a fresh session
     minutes later, the entries of at least ``more_above_ms`` (small ones are many, and their errors average out
     in a network). An entry keeps its lowest session median: on a shared machine a session that runs during a
-    busy spell is slow as a whole, and back-to-back sessions share the spell. Returns the rows (key columns,
+    busy spell is slow as a whole, and back-to-back sessions share the spell. Layout-following entries that ran
+    blocked are measured again on plain inputs (``entries.layout_variants``). Returns the rows (key columns,
     median/p10/p90 ms, n, layouts)."""
     check_device(settings.device, fp16=settings.fp16)
     entries = entries if entries is not None else space_entries(space)
@@ -155,19 +157,23 @@ def measure_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, e
     models.mkdir(exist_ok=True)
     last = time.monotonic()
     for p in range(settings.sessions):
-        todo = [e for e in entries if (rows[e.key]["sessions"] <= p and rows[e.key]["median_ms"] >= more_above_ms
-                                       if e.key in rows else p == 0)]
-        todo = [e for e in todo if not (e.kind == "reorder" and e.name == "to_nchwc")]  # timed with its twin
-        with progress(todo, desc=f"profile {space.name} (pass {p + 1}/{settings.sessions})", unit="entry") as bar:
-            for entry in bar:
-                for r in measure_entry(entry, space, settings, models):
-                    rows[_key(r)] = merge_session(rows[_key(r)], r) if _key(r) in rows else r
-                if time.monotonic() - last > checkpoint_s:
-                    _save_partial(out, list(rows.values()), key)
-                    last = time.monotonic()
-        _save_partial(out, list(rows.values()), key)
+        while True:  # the entries, then the NCHW variants of those that turned out to follow their input's layout
+            todo = [e for e in entries + layout_variants(rows.values())
+                    if (rows[e.key]["sessions"] <= p and rows[e.key]["median_ms"] >= more_above_ms
+                        if e.key in rows else True)]
+            todo = [e for e in todo if not (e.kind == "reorder" and e.name == "to_nchwc")]  # timed with its twin
+            if not todo:
+                break
+            with progress(todo, desc=f"profile {space.name} (pass {p + 1}/{settings.sessions})", unit="entry") as bar:
+                for entry in bar:
+                    for r in measure_entry(entry, space, settings, models):
+                        rows[_key(r)] = merge_session(rows[_key(r)], r) if _key(r) in rows else r
+                    if time.monotonic() - last > checkpoint_s:
+                        _save_partial(out, list(rows.values()), key)
+                        last = time.monotonic()
+            _save_partial(out, list(rows.values()), key)
     shutil.rmtree(models, ignore_errors=True)
-    wanted = {e.key for e in entries}
+    wanted = {e.key for e in entries + layout_variants(rows.values())}
     frame = pd.DataFrame([r for k, r in rows.items() if k in wanted]).reset_index(drop=True)
     if e2e:
         frame["median_ms"] = entry_times(frame)

@@ -18,8 +18,8 @@ import pandas as pd
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_json, write_json, write_text
 from hnanas.genotype import Genotype
-from hnanas.latency.entries import (KEY_COLUMNS, Entry, concat_entry, head_entry, op_entry, reorder_entry,
-                                    resample_entry)
+from hnanas.latency.entries import (KEY_COLUMNS, Entry, concat_entry, head_entry, nchw_variant, op_entry,
+                                    reorder_entry, resample_entry)
 from hnanas.network import node_in_channels
 from hnanas.space import SearchSpace
 
@@ -149,6 +149,20 @@ class LatencyTable:
         r = self.row(entry)
         return str(r.get("in_layout", "") or ""), str(r.get("out_layout", "") or "")
 
+    def follow(self, entry: Entry, have: list[str]) -> Entry:
+        """The row a layout-following entry (resample, concat) runs as, given its inputs' layouts: ORT runs it
+        blocked only when every input arrives blocked, else on plain NCHW inputs -- its ``@nchw`` variant, when
+        that was measured to take NCHW (an entry that forces its layout keeps its row, and conversions are
+        added)."""
+        if self.layouts(entry)[0] != "nchwc" or all(h == "nchwc" for h in have):
+            return entry
+        variant = nchw_variant(entry)
+        if variant.key not in self._rows:
+            raise HnanasError(f"{self.path or 'latency table'}: no entry {variant.key} (the entry on plain NCHW "
+                              f"inputs); the table predates layout-following entries: re-profile the space with "
+                              f"`hnanas profile`")
+        return variant if self.layouts(variant)[0] == "nchw" else entry
+
     def reorder_ms(self, to_layout: str, channels: int, h: int, w: int) -> float:
         return self.ms(reorder_entry(to_layout, channels, h, w))
 
@@ -200,7 +214,7 @@ class LatencyTable:
                     continue
                 t = ("resampled", src, n.level)
                 if t not in tensors:
-                    e = resample_entry(space, c, src_level, n.level)
+                    e = self.follow(resample_entry(space, c, src_level, n.level), [tensors[src][2]])
                     lin, lout = self.layouts(e)
                     resample += self.ms(e)
                     need(src, lin)
@@ -209,6 +223,7 @@ class LatencyTable:
             cost = 0.0
             if len(parts) > 1:
                 e = concat_entry([space.channels_of(i) for i in ins], h, w)
+                e = self.follow(e, [tensors[t][2] for t in parts])
                 lin, lout = self.layouts(e)
                 cost += self.ms(e)
                 for t in parts:
