@@ -258,14 +258,22 @@ def calibration_networks(space: SearchSpace, n_random: int = 6) -> dict:
     return nets
 
 
-def calibrate(table, space: SearchSpace, settings: ProfileSettings) -> dict:
+def calibration_models(space: SearchSpace) -> tuple[dict, dict]:
+    """The calibration genotypes and their exported networks."""
+    graphs = calibration_networks(space)
+    return graphs, {name: export_network(space, g) for name, g in graphs.items()}
+
+
+def calibrate(table, space: SearchSpace, settings: ProfileSettings, measured: dict | None = None) -> dict:
     """Fit ``measured = factor * sum(entries) + overhead`` on :func:`calibration_networks` (least squares on
-    relative error) and store both in the table's sidecar; returns the per-network data."""
+    relative error) and store both in the table's sidecar; returns the per-network data. ``measured``: their
+    end-to-end latencies, if already measured (else measured now)."""
     from hnanas.latency.validate import fit_correction
 
     graphs = calibration_networks(space)
-    measured = measure_networks({name: export_network(space, g) for name, g in graphs.items()}, settings.device,
-                                settings.threads, desc="calibrate")
+    if measured is None:
+        measured = measure_networks(calibration_models(space)[1], settings.device, settings.threads,
+                                    desc="calibrate")
     nets = {name: {"measured_ms": measured[name], "entries_ms": table.entries_sum(g, space)}
             for name, g in graphs.items()}
     pred = np.array([v["entries_ms"] for v in nets.values()])
@@ -277,13 +285,20 @@ def calibrate(table, space: SearchSpace, settings: ProfileSettings) -> dict:
 
 def profile_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, fresh: bool = False):
     """Measure the whole table of ``space`` on ``settings.device``, calibrate its network factor and fixed
-    overhead on whole networks, and write ``out`` (CSV) with its JSON sidecar. Returns the table."""
+    overhead on whole networks, and write ``out`` (CSV) with its JSON sidecar. Returns the table.
+
+    The calibration networks are timed once before the entries and twice after, each keeping its fastest
+    session, like the entries: timed only in the minute after the profile, a slow spell of the shared machine
+    (up to +34 % seen) skews the factor of the whole table."""
     from hnanas.latency.table import FORMAT, LatencyTable
 
     t0 = time.monotonic()
+    _, models = calibration_models(space)
+    before = measure_networks(models, settings.device, settings.threads, rounds=1, desc="calibrate (before)")
     frame = measure_space(space, out, settings, fresh=fresh)
+    after = measure_networks(models, settings.device, settings.threads, rounds=2, desc="calibrate (after)")
     table = LatencyTable(frame, {"format": FORMAT, **provenance(space, settings)})
-    calibrate(table, space, settings)
+    calibrate(table, space, settings, measured={k: min(before[k], after[k]) for k in models})
     table.meta["profile_seconds"] = round(time.monotonic() - t0, 1)
     table.meta["n_entries"] = int(len(frame))
     table.save(out)
