@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=30, help="retrain epochs, the same for every network")
     p.add_argument("--crop", type=int, default=128, help="training crop side, px")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--latency-weight", type=float, default=0.1, help="lambda of the searches")
+    p.add_argument("--latency-weight", type=float, default=0.01,
+                   help="lambda of the searches (default 0.01: with the quick preset's short CPU search, 0.1 prunes "
+                        "to 2 nodes; docs/results.md)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/compare"))
     args = p.parse_args(argv)
     seconds = {}
