@@ -133,3 +133,17 @@ def test_layout_following_entries_take_their_inputs_layout(tiny, table):
     old = LatencyTable(frame[~key(nchw_variant(e))], table.meta)  # a table measured before variants existed
     with pytest.raises(HnanasError, match="re-profile"):
         old.follow(e, ["nchw", "nchwc"])
+
+
+def test_validation_without_correction_drops_a_stored_one(tiny, table, monkeypatch):
+    """``validate --no-correction``: the sidecar's summary and the table's predictions agree (no correction)."""
+    from hnanas.latency import validate
+
+    monkeypatch.setattr(validate, "export_network", lambda space, g: g.name)
+    monkeypatch.setattr(validate, "measure_networks",
+                        lambda models, *a, **k: {name: 2.0 + 0.1 * i for i, name in enumerate(models)})
+    t = LatencyTable(table.frame, {**table.meta, "correction": {"a": 1.1, "b": 0.5}})
+    report = validate.validate_table(t, tiny, n=6, allow_correction=False)
+    assert "correction" not in t.meta and not report["corrected"] and not t.meta["validation"]["corrected"]
+    g = sample_genotype(tiny, 0)
+    assert t.predict(g, tiny).total_ms == t.predict(g, tiny).raw_ms

@@ -41,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--table", type=Path, help="validate: the table CSV")
     p.add_argument("--n", type=int, default=20, help="validate: random networks to measure (default 20)")
     p.add_argument("--seed", type=int, default=0, help="validate: seed of the random networks")
-    p.add_argument("--no-correction", action="store_true", help="validate: never store a linear correction")
+    p.add_argument("--no-correction", action="store_true",
+                   help="validate: store no linear correction (and drop a stored one)")
     p.add_argument("--json", type=Path, help="validate/import: write the validation report here")
     p.set_defaults(func=run)
 

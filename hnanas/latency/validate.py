@@ -70,8 +70,8 @@ def validate_table(table: LatencyTable, space: SearchSpace, n: int = 20, seed: i
             a, b = fit_correction(pred, meas)
             table.meta["correction"] = {"a": a, "b": b, "fitted_on": n, "loo_mape": loo["mape"]}
             corrected = True
-        else:
-            table.meta.pop("correction", None)
+    if not corrected:  # the stored summary describes the table as it now predicts: without a correction
+        table.meta.pop("correction", None)
     best = report["corrected_loo"] if corrected else raw
     report.update(mape=best["mape"], max_abs_pct_err=best["max_abs_pct_err"], spearman=best["spearman"],
                   corrected=corrected, correction=table.meta.get("correction"))
