@@ -4,20 +4,22 @@ Each network goes through exactly the path a user's does: ``run_search`` (for th
 entry point (train from scratch, choose the checkpoint on the validation subset, test once, re-parameterise,
 export, time with ONNX Runtime next to the table's prediction). The networks:
 
-- ``search:SPACE``          searched in SPACE (quick search preset on the comparison's dataset), then retrained
+- ``search:SPACE``          searched in SPACE (``--preset``'s search schedule on the comparison's dataset), then
+                            retrained
 - ``model:NAME``            a named baseline (``dnanet``, ``repisd``, ...)
 - ``genotype:NAME@SPACE``   a named genotype of a space (``dense_res3@hna_nested``, ``dnanet_res3@hna_nested``)
 
 HNA-NAS's published stage-1 topology is not available offline, so DNANet's own connectivity with ``res3``
 (``dnanet_res3``) stands in as the second fixed topology beside the densest one (``dense_res3``).
 
-All retrains share one budget (``--epochs``, ``--crop``, ``--batch-size``, the quick preset's optimiser and loss,
+All retrains share one budget (``--epochs``, ``--crop``, ``--batch-size``, the ``--preset``'s optimiser and loss,
 seed 0) and are timed at the space's deployment size (256x256 for the baselines) on 1 ORT thread. Every step
 resumes: rerunning skips finished networks and continues an interrupted one. Ends with ``hnanas report`` over
 all runs (OUT/report) and prints the table; the rows go to OUT/compare.json.
 
     python bench/compare.py --dataset ../shared/datasets/NUAA-SIRST --split idx_427 --out runs/bench/compare
     python bench/compare.py --nets model:repisd genotype:dense_res3@hna_nested --epochs 2   # a quick look
+    python bench/compare.py --preset paper --epochs 1500 --crop 256 --batch-size 16        # on a GPU (issue 6)
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def model_source(net: str, folder: Path, args: argparse.Namespace) -> dict:
     kind, _, what = net.partition(":")
     if kind == "search":
         if not (folder / "genotype.json").exists():
-            cfg = resolve_config("quick", {"space": what, "data.dataset": args.dataset, "data.split": args.split,
+            cfg = resolve_config(args.preset, {"space": what, "data.dataset": args.dataset, "data.split": args.split,
                                            "data.data_root": args.data_root, "seed": 0,
                                            "latency_weight": args.latency_weight})
             run_search(cfg, folder, resume=(folder / "config.yaml").exists())
@@ -75,7 +77,7 @@ def retrain(net: str, args: argparse.Namespace) -> Path:
                "data.crop_size": args.crop, "train.epochs": args.epochs, "train.batch_size": args.batch_size,
                "train.val_every": max(1, args.epochs // 4), "train.val_max_images": None, "train.seed": 0,
                "latency.threads": 1, "latency.devices": ["cpu"]}
-    start_retrain(build_config("quick", model, changes=changes), out)
+    start_retrain(build_config(args.preset, model, changes=changes), out)
     return out
 
 
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-weight", type=float, default=0.01,
                    help="lambda of the searches (default 0.01: with the quick preset's short CPU search, 0.1 prunes "
                         "to 2 nodes; docs/results.md)")
+    p.add_argument("--preset", choices=["quick", "paper"], default="quick",
+                   help="search and retrain preset (optimiser, loss; the searches' schedule); paper: for a GPU")
     p.add_argument("--out", type=Path, default=Path("runs/bench/compare"))
     args = p.parse_args(argv)
     seconds = {}
@@ -103,17 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     devices = report_devices(runs)
     rows = runs_table(runs, devices)
     write_report([args.out / folder_name(n) for n in args.nets], out=args.out / "report", devices=devices)
-    print(f"{'run':<34}{'IoU':>7}{'nIoU':>7}{'Pd':>7}{'Fa e-6':>8}{'params M':>10}{'GMAC':>7}"
+    print(f"{'run':<34}{'IoU':>7}{'nIoU':>7}{'Pd':>7}{'Fa e-6':>10}{'params M':>10}{'GMAC':>7}"
           f"{'cpu ms':>8}{'pred ms':>9}{'train min':>10}")
     for r in rows:
         f = lambda v, s=1.0, d=3: "-" if v is None else f"{v * s:.{d}f}"  # noqa: E731
-        print(f"{r['run']:<34}{f(r['iou']):>7}{f(r['niou']):>7}{f(r['pd']):>7}{f(r['fa'], 1e6, 1):>8}"
+        print(f"{r['run']:<34}{f(r['iou']):>7}{f(r['niou']):>7}{f(r['pd']):>7}{f(r['fa'], 1e6, 1):>10}"
               f"{f(r['params'], 1e-6, 3):>10}{f(r['macs'], 1e-9, 2):>7}{f(r.get('cpu_measured_ms'), 1, 1):>8}"
               f"{f(r.get('cpu_predicted_ms'), 1, 1):>9}{f(r['train_minutes'], 1, 1):>10}")
-    print(f"budget: {args.epochs} epochs, {args.crop}px crops, batch {args.batch_size}, quick preset optimiser; "
+    print(f"budget: {args.epochs} epochs, {args.crop}px crops, batch {args.batch_size}, {args.preset} preset; "
           f"dataset {args.dataset} split {args.split}; ORT 1 thread at deployment size")
     write_json(args.out / "compare.json", {"rows": rows, "seconds": seconds, "budget": {
-        "epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "split": args.split,
+        "epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": args.preset,
+        "split": args.split,
         "dataset": args.dataset, "latency_weight": args.latency_weight}, "environment": environment()})
     print(f"report: {args.out / 'report' / 'index.md'}")
     return 0

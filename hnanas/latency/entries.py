@@ -11,8 +11,9 @@ kernels run blocked depends on the device (e.g. channel counts that are not a mu
 input-channel count a subset of a node's candidates can sum to, every concat of two or more candidates, every
 resample, the head, and a layout conversion in each direction for every tensor shape that can occur.
 :func:`context_model` wraps an entry between cheap ``ctx_pre``/``ctx_post`` convs that give it the memory
-layouts its neighbours give it in a network, so it is measured as it runs there; ``runner.py`` charges it its own kernels only and reports the
-layouts it consumes and produces, so the predictor can add the conversions a given network needs.
+layouts its neighbours give it in a network, so it is measured as it runs there; ``runner.py`` charges it its
+own kernels only and reports the layouts it consumes and produces, so the predictor can add the conversions a
+given network needs.
 
 Some entries do not force a layout but follow their input's: ORT runs a bilinear resize or a concat blocked only
 when its input(s) arrive blocked, and in plain NCHW otherwise -- where a bilinear upsample costs ~4x more. Such an
