@@ -87,26 +87,56 @@ def _op_profile(table: LatencyTable, space: SearchSpace, op: str, c_in: int, nod
 
 
 class _Glue:
-    """A resample or concat entry: its cost and output layout given P(all its inputs blocked) ``b``, and what it
-    needs of its inputs. A layout-following entry runs as its blocked row with probability ``b`` and as its
-    ``@nchw`` row otherwise; any other entry has one row and a fixed requirement ``lin``."""
+    """A resample or concat entry as numbers, so that one set of formulas serves one entry (floats) and a stack of
+    entries (tensors, :meth:`stack`). A layout-following entry (``follows`` 1) runs as its blocked row with
+    probability ``b`` = P(all its inputs blocked) and as its ``@nchw`` row otherwise; any other entry has one row
+    and a fixed requirement on its inputs (``lin_*``). ``inherit_*``: the row's output layout is "" (it keeps its
+    first input's)."""
 
-    def __init__(self, table: LatencyTable, entry):
+    FIELDS = ("follows", "ms_b", "ms_p", "out_b", "inherit_b", "out_p", "inherit_p", "lin_nchw", "lin_nchwc")
+
+    def __init__(self, values: dict):
+        for f in self.FIELDS:
+            setattr(self, f, values[f])
+
+    @classmethod
+    def of(cls, table: LatencyTable, entry) -> "_Glue":
         lin, lout = table.layouts(entry)
         variant = table.follow(entry, ["nchw"])
-        self.follows = variant != entry
-        self.lin = lin
-        self.ms = (table.ms(entry), table.ms(variant))  # (blocked, plain)
-        self.out = (lout, table.layouts(variant)[1])  # "" = keeps its (first) input's layout
+        pout = table.layouts(variant)[1]
+        return cls({"follows": float(variant != entry), "ms_b": table.ms(entry), "ms_p": table.ms(variant),
+                    "out_b": float(lout == "nchwc"), "inherit_b": float(not lout),
+                    "out_p": float(pout == "nchwc"), "inherit_p": float(not pout),
+                    "lin_nchw": float(lin == "nchw"), "lin_nchwc": float(lin == "nchwc")})
+
+    @classmethod
+    def stack(cls, glues: list["_Glue"]) -> "_Glue":
+        return cls({f: torch.tensor([getattr(g, f) for g in glues]) for f in cls.FIELDS})
+
+    def column(self) -> "_Glue":
+        """A stack as a column (subset x 1), to broadcast against subset x input tensors."""
+        return _Glue({f: getattr(self, f)[:, None] for f in self.FIELDS})
+
+    @property
+    def convertible(self):
+        """1 if the output has a layout of its own (a consumer needing another one pays a conversion)."""
+        return 1 - self.inherit_b * self.inherit_p
 
     def cost(self, b):
-        return b * self.ms[0] + (1 - b) * self.ms[1] if self.follows else self.ms[0]
+        f = self.follows
+        return f * (b * self.ms_b + (1 - b) * self.ms_p) + (1 - f) * self.ms_b
 
     def out_blocked(self, b, first_in):
         """P(output blocked), given P(all inputs blocked) and P(first input blocked)."""
-        def one(lout):
-            return first_in if not lout else float(lout == "nchwc")
-        return b * one(self.out[0]) + (1 - b) * one(self.out[1]) if self.follows else one(self.out[0])
+        out_b = self.inherit_b * first_in + (1 - self.inherit_b) * self.out_b
+        out_p = self.inherit_p * first_in + (1 - self.inherit_p) * self.out_p
+        return self.follows * (b * out_b + (1 - b) * out_p) + (1 - self.follows) * out_b
+
+    def needs(self, others_blocked) -> dict:
+        """What it needs of one input, given P(all its other inputs blocked): its fixed layout, or (following)
+        NCHW when another input is plain."""
+        f = self.follows
+        return {"nchw": f * (1 - others_blocked) + (1 - f) * self.lin_nchw, "nchwc": (1 - f) * self.lin_nchwc}
 
 
 def _prod(xs) -> torch.Tensor:
@@ -116,25 +146,16 @@ def _prod(xs) -> torch.Tensor:
     return out
 
 
-def _concat_needs(glue: _Glue, blocked: list) -> list[dict]:
-    """What a concat needs of each part: a fixed layout, or (following) NCHW when another part is plain."""
-    if not glue.follows:
-        return [_onehot(glue.lin)] * len(blocked)
-    return [{"nchw": 1 - _prod(blocked[:i] + blocked[i + 1:]), "nchwc": 0.0} for i in range(len(blocked))]
-
-
-def _concat_tensors(glues: list, masks: list, r_to: list) -> dict:
-    """The concatenating subsets' glue as tensors (see ``EdgeLatencyModel._node``)."""
+def _concat_stack(glues: list, masks: list, r_to: list) -> dict:
+    """A node's concatenating subsets (see ``EdgeLatencyModel._node``): their glue stacked, each one's first part
+    (one-hot over the candidates), and the cost of converting its output to each layout."""
     rows = [(g, m, r) for g, m, r in zip(glues, masks, r_to) if g is not None]
-    t = lambda values: torch.tensor([float(v) for v in values])  # noqa: E731
-    return {"follows": t(g.follows for g, _, _ in rows), "ms_b": t(g.ms[0] for g, _, _ in rows),
-            "ms_p": t(g.ms[1] for g, _, _ in rows),
-            "out_b": t(g.out[0] == "nchwc" for g, _, _ in rows), "inherit_b": t(not g.out[0] for g, _, _ in rows),
-            "out_p": t(g.out[1] == "nchwc" for g, _, _ in rows), "inherit_p": t(not g.out[1] for g, _, _ in rows),
-            "lin_nchw": t(g.lin == "nchw" for g, _, _ in rows), "lin_nchwc": t(g.lin == "nchwc" for g, _, _ in rows),
-            "r_nchw": t(r["nchw"] for _, _, r in rows), "r_nchwc": t(r["nchwc"] for _, _, r in rows),
-            "first": torch.tensor([[1.0 if i == m.index(1.0) else 0.0 for i in range(len(m))] for _, m, _ in rows])
-            .reshape(len(rows), len(masks[0]))}
+    k = len(masks[0])
+    return {"glue": _Glue.stack([g for g, _, _ in rows]),
+            "first": torch.tensor([[1.0 if i == m.index(1.0) else 0.0 for i in range(k)] for _, m, _ in rows])
+            .reshape(len(rows), k),
+            "r_nchw": torch.tensor([r["nchw"] for _, _, r in rows]),
+            "r_nchwc": torch.tensor([r["nchwc"] for _, _, r in rows])}
 
 
 class OpLatencyModel:
@@ -157,11 +178,11 @@ class OpLatencyModel:
                 key = src if space.level_of(src) == n.level else ("resampled", src, n.level)
                 if key != src and key not in self.resampled:
                     e = resample_entry(space, space.channels_of(src), space.level_of(src), n.level)
-                    self.resampled[key] = (src, _Glue(table, e))
+                    self.resampled[key] = (src, _Glue.of(table, e))
                 parts.append(key)
             self.parts[node] = parts
             if len(ins) > 1:
-                self.concat[node] = _Glue(table, concat_entry([space.channels_of(i) for i in ins], h, w))
+                self.concat[node] = _Glue.of(table, concat_entry([space.channels_of(i) for i in ins], h, w))
             self.costs[node] = torch.tensor([p["cost"] for p in profiles])
             self.p_out_blocked[node] = torch.tensor([float(p["out"] == "nchwc") for p in profiles])
             self.needs_in[node] = {lay: torch.tensor([float(p["in"] == lay) for p in profiles]) for lay in LAYOUTS}
@@ -188,8 +209,7 @@ class OpLatencyModel:
         for key, (src, glue) in self.resampled.items():
             b = blocked[src]
             total = total + glue.cost(b)
-            if not glue.follows:
-                conv.consume(src, _onehot(glue.lin))
+            conv.consume(src, glue.needs(1.0))  # one input: no other input that could be plain
             tensor(key, space.channels_of(src), key[2], glue.out_blocked(b, b))
         for node, ins, _ in self.topology.nodes:
             n = space.node(node)
@@ -203,10 +223,10 @@ class OpLatencyModel:
             glue, bs = self.concat[node], [blocked[t] for t in parts]
             b_all = _prod(bs)
             total = total + glue.cost(b_all)
-            for t, part_need in zip(parts, _concat_needs(glue, bs)):
-                conv.consume(t, part_need)
+            for i, t in enumerate(parts):
+                conv.consume(t, glue.needs(_prod(bs[:i] + bs[i + 1:])))
             key = ("concat", node)
-            if glue.out[0] or glue.out[1]:  # the concat's output, consumed by the op
+            if glue.convertible:  # the concat's output, consumed by the op
                 tensor(key, node_in_channels(space, ins), n.level, glue.out_blocked(b_all, bs[0]))
                 conv.consume(key, need)
         conv.consume(space.output, _onehot(self.head_layouts[0]))
@@ -232,18 +252,18 @@ class EdgeLatencyModel:
                     ins = tuple(n.candidates[i] for i in comb)
                     c_in = node_in_channels(space, ins)
                     profiles = [_op_profile(table, space, o, c_in, n.id) for o in ops]
-                    glue = _Glue(table, concat_entry([space.channels_of(i) for i in ins], h, w)) if r > 1 else None
+                    glue = _Glue.of(table, concat_entry([space.channels_of(i) for i in ins], h, w)) if r > 1 else None
                     glues.append(glue)
                     costs.append(sum(p["cost"] for p in profiles) / len(ops))
                     for lay in LAYOUTS:
                         needs[lay].append(sum(p["in"] == lay for p in profiles) / len(ops))
-                    convertible = glue is not None and (glue.out[0] or glue.out[1])
+                    convertible = glue is not None and glue.convertible
                     r_to.append({lay: table.reorder_ms(lay, c_in, h, w) if convertible else 0.0 for lay in LAYOUTS})
                     masks.append([1.0 if i in comb else 0.0 for i in range(k)])
                     out_blocked.append(sum(p["out"] == "nchwc" for p in profiles) / len(ops))
             self.subsets[n.id] = {"masks": torch.tensor(masks), "costs": torch.tensor(costs),
                                   "out_blocked": torch.tensor(out_blocked),
-                                  "concat": _concat_tensors(glues, masks, r_to),
+                                  "concat": _concat_stack(glues, masks, r_to),
                                   "needs": {lay: torch.tensor(v) for lay, v in needs.items()}}
             for i, src in enumerate(n.candidates):
                 if src in self.users:
@@ -252,7 +272,7 @@ class EdgeLatencyModel:
                     key = (src, n.level)
                     if key not in self.resample:
                         e = resample_entry(space, space.channels_of(src), space.level_of(src), n.level)
-                        self.resample[key] = {"glue": _Glue(table, e), "users": []}
+                        self.resample[key] = {"glue": _Glue.of(table, e), "users": []}
                     self.resample[key]["users"].append((n.id, i))
         e = head_entry(space)
         self.head_layouts = table.layouts(e)
@@ -294,19 +314,15 @@ class EdgeLatencyModel:
             c, pc, m = sub["concat"], p[k:], sub["masks"][k:]
             x = m * b + (1 - m)
             b_all = x.prod(dim=1)
-            f = c["follows"]
-            cost = f * (b_all * c["ms_b"] + (1 - b_all) * c["ms_p"]) + (1 - f) * c["ms_b"]
-            first = (c["first"] * b).sum(dim=1)  # P(first part blocked)
-            out_b = c["inherit_b"] * first + (1 - c["inherit_b"]) * c["out_b"]
-            out_p = c["inherit_p"] * first + (1 - c["inherit_p"]) * c["out_p"]
-            cat = f * (b_all * out_b + (1 - b_all) * out_p) + (1 - f) * out_b  # P(concat output blocked)
+            cat = c["glue"].out_blocked(b_all, (c["first"] * b).sum(dim=1))  # P(concat output blocked)
             needs = {lay: sub["needs"][lay][k:] for lay in LAYOUTS}  # what the op needs of the concat
-            cost = cost + c["r_nchwc"] * needs["nchwc"] * (1 - cat) + c["r_nchw"] * needs["nchw"] * cat
+            cost = c["glue"].cost(b_all) + c["r_nchwc"] * needs["nchwc"] * (1 - cat) + c["r_nchw"] * needs["nchw"] * cat
             total = total + (pc * cost).sum()
             others = torch.stack([torch.cat([x[:, :i], x[:, i + 1:]], dim=1).prod(dim=1) for i in range(k)], dim=1)
-            w, f = pc[:, None] * m, f[:, None]
-            need["nchw"] = need["nchw"] + (w * (f * (1 - others) + (1 - f) * c["lin_nchw"][:, None])).sum(0)
-            need["nchwc"] = need["nchwc"] + (w * (1 - f) * c["lin_nchwc"][:, None]).sum(0)
+            part = c["glue"].column().needs(others)  # subset x candidate
+            w = pc[:, None] * m
+            for lay in LAYOUTS:
+                need[lay] = need[lay] + (w * part[lay]).sum(0)
         for i, key in enumerate(keys):
             conv.consume(key, {lay: a * need[lay][i] for lay in LAYOUTS})
         return a * total
@@ -330,8 +346,7 @@ class EdgeLatencyModel:
                 miss = miss * (1 - a[user] * q[user][i])
             used, glue, b = 1 - miss, rs["glue"], blocked[src]
             total = total + used * glue.cost(b)
-            if not glue.follows:
-                conv.consume(src, {lay: used * v for lay, v in _onehot(glue.lin).items()})
+            conv.consume(src, {lay: used * v for lay, v in glue.needs(1.0).items()})
             blocked[(src, level)] = rb = torch.as_tensor(glue.out_blocked(b, b), dtype=torch.float32)
             conv.tensor(("resampled", src, level), space.channels_of(src), level, {"nchwc": rb, "nchw": 1 - rb})
         for n in space.nodes:
