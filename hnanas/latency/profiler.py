@@ -259,22 +259,12 @@ def calibration_networks(space: SearchSpace, n_random: int = 6) -> dict:
     return nets
 
 
-def calibration_models(space: SearchSpace) -> tuple[dict, dict]:
-    """The calibration genotypes and their exported networks."""
-    graphs = calibration_networks(space)
-    return graphs, {name: export_network(space, g) for name, g in graphs.items()}
-
-
-def calibrate(table, space: SearchSpace, settings: ProfileSettings, measured: dict | None = None) -> dict:
-    """Fit ``measured = factor * sum(entries) + overhead`` on :func:`calibration_networks` (least squares on
-    relative error) and store both in the table's sidecar; returns the per-network data. ``measured``: their
-    end-to-end latencies, if already measured (else measured now)."""
+def calibrate(table, space: SearchSpace, graphs: dict, measured: dict) -> dict:
+    """Fit ``measured = factor * sum(entries) + overhead`` on the calibration networks ``graphs`` (name ->
+    genotype, :func:`calibration_networks`; ``measured``: name -> end-to-end ms), by least squares on relative
+    error, and store both in the table's sidecar; returns the per-network data."""
     from hnanas.latency.validate import fit_correction
 
-    graphs = calibration_networks(space)
-    if measured is None:
-        measured = measure_networks(calibration_models(space)[1], settings.device, settings.threads,
-                                    desc="calibrate")
     nets = {name: {"measured_ms": measured[name], "entries_ms": table.entries_sum(g, space)}
             for name, g in graphs.items()}
     pred = np.array([v["entries_ms"] for v in nets.values()])
@@ -294,12 +284,13 @@ def profile_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, f
     from hnanas.latency.table import FORMAT, LatencyTable
 
     t0 = time.monotonic()
-    _, models = calibration_models(space)
+    graphs = calibration_networks(space)
+    models = {name: export_network(space, g) for name, g in graphs.items()}
     before = measure_networks(models, settings.device, settings.threads, rounds=1, desc="calibrate (before)")
     frame = measure_space(space, out, settings, fresh=fresh)
     after = measure_networks(models, settings.device, settings.threads, rounds=2, desc="calibrate (after)")
     table = LatencyTable(frame, {"format": FORMAT, **provenance(space, settings)})
-    calibrate(table, space, settings, measured={k: min(before[k], after[k]) for k in models})
+    calibrate(table, space, graphs, {k: min(before[k], after[k]) for k in models})
     table.meta["profile_seconds"] = round(time.monotonic() - t0, 1)
     table.meta["n_entries"] = int(len(frame))
     table.save(out)
