@@ -19,22 +19,15 @@ import pandas as pd
 
 from hnanas.fileio import read_json, write_json
 from hnanas.genotype import sample_genotype
-from hnanas.latency.entries import KEY_COLUMNS, op_entry
-from hnanas.latency.table import sidecar_path
+from hnanas.latency.entries import KEY_COLUMNS
+from hnanas.latency.table import LatencyTable, sidecar_path
 from hnanas.network import node_in_channels
 from hnanas.space import load_space
 
 
-def network_op_ms(ms: dict, space, genotype) -> float:
-    """Sum of the op entries of ``genotype``'s network (``ms``: key tuple -> median ms)."""
-    total = 0.0
-    for node, ins, op in genotype.nodes:
-        n = space.node(node)
-        h, w = space.resolution(n.level)
-        for b in range(n.blocks):
-            e = op_entry(op, node_in_channels(space, ins) if b == 0 else n.width, n.width, h, w)
-            total += ms[tuple(getattr(e, c) for c in KEY_COLUMNS)]
-    return total
+def network_op_ms(table: LatencyTable, space, genotype) -> float:
+    """Sum of the op entries of ``genotype``'s network (its nodes' blocks, as ``LatencyTable.op_ms`` prices them)."""
+    return sum(table.op_ms(space, op, node_in_channels(space, ins), node) for node, ins, op in genotype.nodes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     m = a.merge(b, on=KEY_COLUMNS, suffixes=("_a", "_b"))
     m = m[(m.kind != "reorder") & (m.median_ms_a >= 0.5)]
     entry = (m.median_ms_b / m.median_ms_a - 1) * 100
-    ms_a, ms_b = ({tuple(r[c] for c in KEY_COLUMNS): r["median_ms"] for r in f.to_dict("records")} for f in (a, b))
-    nets = np.array([network_op_ms(ms_b, space, g) / network_op_ms(ms_a, space, g) - 1
+    ta, tb = (LatencyTable(f, meta) for f, meta in zip((a, b), metas))
+    nets = np.array([network_op_ms(tb, space, g) / network_op_ms(ta, space, g) - 1
                      for g in (sample_genotype(space, k) for k in range(args.n))]) * 100
     shift = float(np.median(nets))
     out = {"space": space.name, "first": args.first, "second": args.second,
