@@ -12,12 +12,16 @@ export, time with ONNX Runtime next to the table's prediction). The networks:
 HNA-NAS's published stage-1 topology is not available offline, so DNANet's own connectivity with ``res3``
 (``dnanet_res3``) stands in as the second fixed topology beside the densest one (``dense_res3``).
 
-All retrains share one budget (``--epochs``, ``--crop``, ``--batch-size``, the ``--preset``'s optimiser and loss,
-seed 0) and are timed at the space's deployment size (256x256 for the baselines) on 1 ORT thread. Every step
-resumes: rerunning skips finished networks and continues an interrupted one. Ends with ``hnanas report`` over
-all runs (OUT/report) and prints the table; the rows go to OUT/compare.json.
+All retrains share one budget (``--epochs``, ``--crop``, ``--batch-size``, the ``--preset``'s optimiser and loss)
+and are timed at the space's deployment size (256x256 for the baselines) on 1 ORT thread. ``--seeds`` retrains
+every network once per seed (a search runs once, seed 0; its network is retrained per seed): at short budgets
+the seed moves a network's test IoU by several points (docs/results.md), more than the gaps being compared, so
+the summary gives mean and spread over seeds. Every step resumes: rerunning skips finished networks and
+continues an interrupted one. Ends with ``hnanas report`` over all runs (OUT/report) and prints the table; the
+rows (one per network and seed) and the per-network summary go to OUT/compare.json.
 
     python bench/compare.py --dataset ../shared/datasets/NUAA-SIRST --split idx_427 --out runs/bench/compare
+    python bench/compare.py --epochs 15 --seeds 0 1 --out runs/bench/compare15                # two seeds
     python bench/compare.py --nets model:repisd genotype:dense_res3@hna_nested --epochs 2   # a quick look
     python bench/compare.py --preset paper --epochs 1500 --crop 256 --batch-size 16        # on a GPU (issue 6)
 """
@@ -25,6 +29,7 @@ all runs (OUT/report) and prints the table; the rows go to OUT/compare.json.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -64,9 +69,16 @@ def model_source(net: str, folder: Path, args: argparse.Namespace) -> dict:
     raise SystemExit(f"compare: unknown network {net!r}; use search:SPACE, model:NAME or genotype:NAME@SPACE")
 
 
-def retrain(net: str, args: argparse.Namespace) -> Path:
+def retrain_folder(net: str, out: Path, seed: int) -> Path:
+    """Where ``net``'s retrain with ``seed`` goes (seed 0: the layout of a single-seed comparison)."""
+    folder = out / folder_name(net)
+    suffix = "" if seed == 0 else f"_seed{seed}"
+    return folder / f"retrain{suffix}" if net.startswith("search:") else folder.with_name(folder.name + suffix)
+
+
+def retrain(net: str, args: argparse.Namespace, seed: int = 0) -> Path:
     folder = args.out / folder_name(net)
-    out = folder / "retrain" if net.startswith("search:") else folder
+    out = retrain_folder(net, args.out, seed)
     if (out / "metrics.json").exists():
         return out
     model = model_source(net, folder, args)
@@ -75,10 +87,44 @@ def retrain(net: str, args: argparse.Namespace) -> Path:
         return out
     changes = {"data.dataset": args.dataset, "data.split": args.split, "data.data_root": args.data_root,
                "data.crop_size": args.crop, "train.epochs": args.epochs, "train.batch_size": args.batch_size,
-               "train.val_every": max(1, args.epochs // 4), "train.val_max_images": None, "train.seed": 0,
+               "train.val_every": max(1, args.epochs // 4), "train.val_max_images": None, "train.seed": seed,
                "latency.threads": 1, "latency.devices": ["cpu"]}
     start_retrain(build_config(args.preset, model, changes=changes), out)
     return out
+
+
+SUMMARY_FIELDS = ["iou", "niou", "pd", "fa"]
+
+
+def summarise(rows: list[dict], nets: list[str], seeds: list[int]) -> list[dict]:
+    """One row per network: mean and population spread (std) of the metrics over its seeds, and the median of
+    its measured latencies (every retrain times its own export)."""
+    out = []
+    for net in nets:
+        mine = [r for r in rows if r.get("net") == net]
+        if not mine:
+            continue
+        first = mine[0]
+        row = {"net": net, "run": folder_name(net), "seeds": [r["seed"] for r in mine], "genotype": first["genotype"],
+               "params": first["params"], "macs": first["macs"], "cpu_predicted_ms": first.get("cpu_predicted_ms")}
+        for key in SUMMARY_FIELDS:
+            values = [r[key] for r in mine if r.get(key) is not None]
+            row[f"{key}_mean"] = statistics.fmean(values) if values else None
+            row[f"{key}_std"] = statistics.pstdev(values) if len(values) > 1 else None
+            row[f"{key}_values"] = values
+        measured = [r["cpu_measured_ms"] for r in mine if r.get("cpu_measured_ms") is not None]
+        row["cpu_measured_ms"] = statistics.median(measured) if measured else None
+        out.append(row)
+    return out
+
+
+def print_summary(summary: list[dict]) -> None:
+    f = lambda v, s=100.0, d=2: "-" if v is None else f"{v * s:.{d}f}"  # noqa: E731
+    print(f"{'network (mean ± std over seeds)':<34}{'IoU':>15}{'nIoU':>15}{'Pd':>15}{'cpu ms':>8}{'pred ms':>9}")
+    for r in summary:
+        cells = [f"{f(r[k + '_mean'])} ± {f(r[k + '_std'])}" for k in ("iou", "niou", "pd")]
+        print(f"{r['run']:<34}{cells[0]:>15}{cells[1]:>15}{cells[2]:>15}{f(r['cpu_measured_ms'], 1, 1):>8}"
+              f"{f(r['cpu_predicted_ms'], 1, 1):>9}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,18 +141,30 @@ def main(argv: list[str] | None = None) -> int:
                         "to 2 nodes; docs/results.md)")
     p.add_argument("--preset", choices=["quick", "paper"], default="quick",
                    help="search and retrain preset (optimiser, loss; the searches' schedule); paper: for a GPU")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="retrain seeds (default 0); each network is retrained once per seed, searches run once")
     p.add_argument("--out", type=Path, default=Path("runs/bench/compare"))
     args = p.parse_args(argv)
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise SystemExit("compare: --seeds must be distinct non-negative integers")
     seconds = {}
-    for net in args.nets:
-        t0 = time.time()
-        retrain(net, args)
-        seconds[net] = round(time.time() - t0, 1)
-        print(f"compare: {net} done in {seconds[net] / 60:.1f} min", flush=True)
-    runs = find_runs([args.out / folder_name(n) for n in args.nets])
+    folders, owners = [], []
+    for seed in args.seeds:
+        for net in args.nets:
+            t0 = time.time()
+            folder = retrain(net, args, seed)
+            key = net if seed == 0 else f"{net} seed {seed}"
+            seconds[key] = round(time.time() - t0, 1)
+            folders.append(folder.parent if folder.name == "retrain" else folder)
+            owners.append((net, seed))
+            print(f"compare: {key} done in {seconds[key] / 60:.1f} min", flush=True)
+    runs = find_runs(folders)
     devices = report_devices(runs)
     rows = runs_table(runs, devices)
-    write_report([args.out / folder_name(n) for n in args.nets], out=args.out / "report", devices=devices)
+    for row, (net, seed) in zip(rows, owners):
+        row["net"], row["seed"] = net, seed
+        row["run"] = folder_name(net) + ("" if seed == 0 else f" seed {seed}")
+    write_report(folders, out=args.out / "report", devices=devices)
     print(f"{'run':<34}{'IoU':>7}{'nIoU':>7}{'Pd':>7}{'Fa e-6':>10}{'params M':>10}{'GMAC':>7}"
           f"{'cpu ms':>8}{'pred ms':>9}{'train min':>10}")
     for r in rows:
@@ -114,12 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['run']:<34}{f(r['iou']):>7}{f(r['niou']):>7}{f(r['pd']):>7}{f(r['fa'], 1e6, 1):>10}"
               f"{f(r['params'], 1e-6, 3):>10}{f(r['macs'], 1e-9, 2):>7}{f(r.get('cpu_measured_ms'), 1, 1):>8}"
               f"{f(r.get('cpu_predicted_ms'), 1, 1):>9}{f(r['train_minutes'], 1, 1):>10}")
+    summary = summarise(rows, args.nets, args.seeds)
+    if len(args.seeds) > 1:
+        print_summary(summary)
     print(f"budget: {args.epochs} epochs, {args.crop}px crops, batch {args.batch_size}, {args.preset} preset; "
           f"dataset {args.dataset} split {args.split}; ORT 1 thread at deployment size")
-    write_json(args.out / "compare.json", {"rows": rows, "seconds": seconds, "budget": {
+    write_json(args.out / "compare.json", {"rows": rows, "summary": summary, "seconds": seconds, "budget": {
         "epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": args.preset,
         "split": args.split,
-        "dataset": args.dataset, "latency_weight": args.latency_weight}, "environment": environment()})
+        "dataset": args.dataset, "latency_weight": args.latency_weight, "seeds": args.seeds},
+        "environment": environment()})
     print(f"report: {args.out / 'report' / 'index.md'}")
     return 0
 

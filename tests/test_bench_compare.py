@@ -1,0 +1,40 @@
+"""bench/compare.py: where each seed's retrain goes, and the per-network summary over seeds."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "bench" / "compare.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_seed_folders_keep_the_single_seed_layout(tmp_path):
+    bench = _bench()
+    assert bench.retrain_folder("search:hna_nested", tmp_path, 0) == tmp_path / "search_hna_nested" / "retrain"
+    assert bench.retrain_folder("search:hna_nested", tmp_path, 2) == tmp_path / "search_hna_nested" / "retrain_seed2"
+    assert bench.retrain_folder("model:dnanet", tmp_path, 0) == tmp_path / "model_dnanet"
+    assert bench.retrain_folder("genotype:dense_res3@hna_nested", tmp_path, 1) == \
+        tmp_path / "genotype_dense_res3_hna_nested_seed1"
+
+
+def test_summary_is_mean_and_spread_over_seeds_per_network():
+    bench = _bench()
+    base = {"genotype": "g", "params": 10, "macs": 20, "cpu_predicted_ms": 5.0, "niou": 0.5, "pd": 0.9, "fa": 1e-4}
+    rows = [dict(base, net="model:a", seed=0, iou=0.20, cpu_measured_ms=7.0),
+            dict(base, net="model:a", seed=1, iou=0.30, cpu_measured_ms=9.0),
+            dict(base, net="model:a", seed=2, iou=0.25, cpu_measured_ms=8.5),
+            dict(base, net="model:b", seed=0, iou=0.40, cpu_measured_ms=None)]
+    a, b = bench.summarise(rows, ["model:a", "model:b", "model:c"], [0, 1, 2])
+    assert a["seeds"] == [0, 1, 2] and a["iou_values"] == [0.20, 0.30, 0.25]
+    assert a["iou_mean"] == pytest.approx(0.25) and a["iou_std"] == pytest.approx((0.05 ** 2 * 2 / 3) ** 0.5)
+    assert a["cpu_measured_ms"] == 8.5 and a["pd_std"] == pytest.approx(0.0)
+    assert b["iou_mean"] == 0.40 and b["iou_std"] is None and b["cpu_measured_ms"] is None
