@@ -76,6 +76,19 @@ def test_latency_loss_forms():
         search_loss(seg, e, 0.5, kind="mul-log")
 
 
+def test_hinge_is_a_budget_no_pressure_below_the_target():
+    seg = torch.tensor(0.5)
+    over, under = torch.tensor(12.0, requires_grad=True), torch.tensor(8.0, requires_grad=True)
+    above = search_loss(seg, over, 10.0, kind="hinge", weight=0.5)
+    below = search_loss(seg, under, 10.0, kind="hinge", weight=0.5)
+    assert above.item() == pytest.approx(0.5 + 0.5 * 0.2) and below.item() == pytest.approx(0.5)
+    (above + below).backward()
+    assert over.grad.item() == pytest.approx(0.05) and under.grad.item() == 0.0
+    with pytest.raises(Exception, match="target_latency_ms"):
+        resolve_config("quick", {"latency_loss": "hinge"})
+    assert resolve_config("quick", {"latency_loss": "hinge", "target_latency_ms": 40.0}).target_latency_ms == 40.0
+
+
 def test_search_writes_its_run_folder(assets, tiny, tmp_path):
     out = tmp_path / "run"
     summary = run_search(tiny_config(assets), out)

@@ -12,8 +12,9 @@ HELP = """Differentiable two-stage search over a nested supernet, priced by a me
 
 Stage 1 prunes the nested topology (independent edge gates), stage 2 picks each node's op (ProxylessNAS paths);
 both minimise  segmentation loss + latency term  with the expected latency from the table (add-linear:
-lambda * (E - T) / T; mul-log: loss * alpha * (log E / log T)^beta). Architecture steps use a validation subset
-carved from the train split, never the test split. The run folder gets config.yaml, genotype.json, search_log.csv,
+lambda * (E - T) / T; mul-log: loss * alpha * (log E / log T)^beta; hinge, a budget of T ms:
+lambda * max(0, E - T) / T). Architecture steps use a validation subset carved from the train split, never the
+test split. The run folder gets config.yaml, genotype.json, search_log.csv,
 arch/ snapshots, search_state.pt (resume with --resume), search_curves.png and arch_probs.png.
 
 Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
@@ -37,7 +38,8 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
         "--latency-weight": "lambda, weight of the latency term (default 0.1)",
         "--target-latency": "target latency T in ms (default: the expected latency when architecture steps "
                             "start); the command says by how much the result misses it",
-        "--latency-loss": "latency term form (default add-linear)",
+        "--latency-loss": "latency term form (default add-linear); hinge: lambda*max(0, E-T)/T, a budget of "
+                          "--target-latency ms (no pressure below it)",
         "--preset": "quick: 5-8 min on 2 CPU cores on synthetic data; paper: HNA-NAS's schedule (GPU)",
         "--epochs": "epochs of each stage (warm-up epochs scale with it)",
         "--batch-size": "crops per step (split over processes under torchrun)",
@@ -51,7 +53,7 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
     p.add_argument("--table", help="latency table CSV (default latency_tables/<space>_<device>_t<threads>.csv)")
     p.add_argument("--latency-weight", type=float, help=helps["--latency-weight"])
     p.add_argument("--target-latency", type=float, metavar="MS", help=helps["--target-latency"])
-    p.add_argument("--latency-loss", choices=["add-linear", "mul-log"], help=helps["--latency-loss"])
+    p.add_argument("--latency-loss", choices=["add-linear", "mul-log", "hinge"], help=helps["--latency-loss"])
     p.add_argument("--preset", choices=["quick", "paper"], default="quick", help=helps["--preset"])
     p.add_argument("--epochs", type=int, help=helps["--epochs"])
     p.add_argument("--batch-size", type=int, help=helps["--batch-size"])

@@ -38,7 +38,8 @@ class SearchConfig:
     table: str | None = None  # latency table CSV; None: latency_tables/<space>_<device>_t<threads>.csv
     latency_weight: float = 0.1  # lambda: weight of the latency term (0 = accuracy only)
     target_latency_ms: float | None = None  # T; None: the expected latency when architecture steps start
-    latency_loss: Literal["add-linear", "mul-log"] = "add-linear"  # seg + l*(E-T)/T, or seg*a*(log E/log T)^b
+    # seg + l*(E-T)/T, seg*a*(log E/log T)^b, or seg + l*max(0, E-T)/T (a budget: needs target_latency_ms)
+    latency_loss: Literal["add-linear", "mul-log", "hinge"] = "add-linear"
     mul_log_alpha: float = 0.2  # alpha of mul-log (ProxylessNAS / HNA-NAS)
     mul_log_beta: float = 0.3  # beta of mul-log
     stage1_latency_op: str = "mean"  # stage 1 prices a node with the mean over candidate ops, or one op's name
@@ -59,6 +60,8 @@ class SearchConfig:
             raise ValueError("latency_weight must be >= 0")
         if self.target_latency_ms is not None and self.target_latency_ms <= 0:
             raise ValueError("target_latency_ms must be positive")
+        if self.latency_loss == "hinge" and self.target_latency_ms is None and self.latency_weight > 0:
+            raise ValueError("latency_loss hinge is a latency budget: set target_latency_ms (--target-latency MS)")
 
 
 PRESETS: dict[str, dict] = {
