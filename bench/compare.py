@@ -23,6 +23,10 @@ rows (one per network and seed) and the per-network summary go to OUT/compare.js
     python bench/compare.py --dataset ../shared/datasets/NUAA-SIRST --split idx_427 --out runs/bench/compare
     python bench/compare.py --epochs 15 --seeds 0 1 --out runs/bench/compare15                # two seeds
     python bench/compare.py --nets model:repisd genotype:dense_res3@hna_nested --epochs 2   # a quick look
+    python bench/compare.py --nets search:hna_nested --latency-loss hinge --latency-weight 1 \
+        --target-latency 47 --out runs/bench/compare_hinge     # the most accurate net within 47 ms (1/5 DNANet)
+
+A search folder already in OUT is reused only if it was searched with the same latency settings.
     python bench/compare.py --preset paper --epochs 1500 --crop 256 --batch-size 16        # on a GPU (issue 6)
 """
 
@@ -35,7 +39,8 @@ import time
 from pathlib import Path
 
 from hnanas.envinfo import environment
-from hnanas.fileio import write_json
+from hnanas.errors import HnanasError
+from hnanas.fileio import read_yaml, write_json
 from hnanas.report.build import write_report
 from hnanas.report.data import report_devices, runs_table
 from hnanas.report.runs import find_runs
@@ -55,10 +60,13 @@ def folder_name(net: str) -> str:
 def model_source(net: str, folder: Path, args: argparse.Namespace) -> dict:
     kind, _, what = net.partition(":")
     if kind == "search":
-        if not (folder / "genotype.json").exists():
-            cfg = resolve_config(args.preset, {"space": what, "data.dataset": args.dataset, "data.split": args.split,
+        cfg = resolve_config(args.preset, {"space": what, "data.dataset": args.dataset, "data.split": args.split,
                                            "data.data_root": args.data_root, "seed": 0,
-                                           "latency_weight": args.latency_weight})
+                                           "latency_weight": args.latency_weight, "latency_loss": args.latency_loss,
+                                           "target_latency_ms": args.target_latency})
+        if (folder / "config.yaml").exists():
+            check_search_settings(folder, cfg)
+        if not (folder / "genotype.json").exists():
             run_search(cfg, folder, resume=(folder / "config.yaml").exists())
         return {"genotype": str(folder / "genotype.json"), "space": what}
     if kind == "model":
@@ -67,6 +75,17 @@ def model_source(net: str, folder: Path, args: argparse.Namespace) -> dict:
         name, _, space = what.partition("@")
         return {"genotype": name, "space": space}
     raise SystemExit(f"compare: unknown network {net!r}; use search:SPACE, model:NAME or genotype:NAME@SPACE")
+
+
+def check_search_settings(folder: Path, cfg) -> None:
+    """A search folder left by an earlier comparison is reused only if it was searched with these settings."""
+    done = read_yaml(folder / "config.yaml")
+    keys = ["latency_weight", "latency_loss", "target_latency_ms"]
+    wanted = {k: getattr(cfg, k) for k in keys}
+    found = {k: done.get(k) for k in keys}
+    if found != wanted:
+        raise SystemExit(f"compare: {folder} was searched with {found}, not {wanted}; pass the same options, or "
+                         f"another --out")
 
 
 def retrain_folder(net: str, out: Path, seed: int) -> Path:
@@ -139,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-weight", type=float, default=0.01,
                    help="lambda of the searches (default 0.01: with the quick preset's short CPU search, 0.1 prunes "
                         "to 2 nodes; docs/results.md)")
+    p.add_argument("--latency-loss", choices=["add-linear", "mul-log", "hinge"], default="add-linear",
+                   help="the searches' latency term (hinge: a budget of --target-latency ms)")
+    p.add_argument("--target-latency", type=float, default=None, metavar="MS",
+                   help="the searches' target latency T (needed by hinge; e.g. 1/5 of DNANet's measured time)")
     p.add_argument("--preset", choices=["quick", "paper"], default="quick",
                    help="search and retrain preset (optimiser, loss; the searches' schedule); paper: for a GPU")
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
@@ -180,11 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out / "compare.json", {"rows": rows, "summary": summary, "seconds": seconds, "budget": {
         "epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": args.preset,
         "split": args.split,
-        "dataset": args.dataset, "latency_weight": args.latency_weight, "seeds": args.seeds},
+        "dataset": args.dataset, "latency_weight": args.latency_weight, "latency_loss": args.latency_loss,
+        "target_latency_ms": args.target_latency, "seeds": args.seeds},
         "environment": environment()})
     print(f"report: {args.out / 'report' / 'index.md'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except HnanasError as exc:
+        sys.exit(f"compare: {exc}")

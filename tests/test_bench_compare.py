@@ -38,3 +38,16 @@ def test_summary_is_mean_and_spread_over_seeds_per_network():
     assert a["iou_mean"] == pytest.approx(0.25) and a["iou_std"] == pytest.approx((0.05 ** 2 * 2 / 3) ** 0.5)
     assert a["cpu_measured_ms"] == 8.5 and a["pd_std"] == pytest.approx(0.0)
     assert b["iou_mean"] == 0.40 and b["iou_std"] is None and b["cpu_measured_ms"] is None
+
+
+def test_a_reused_search_folder_must_match_the_requested_latency_settings(tmp_path):
+    from hnanas.fileio import write_yaml
+    from hnanas.search.config import resolve_config
+    bench = _bench()
+    cfg = resolve_config("quick", {"latency_weight": 0.01})
+    write_yaml(tmp_path / "config.yaml", {"latency_weight": 0.01, "latency_loss": "add-linear",
+                                          "target_latency_ms": None})
+    bench.check_search_settings(tmp_path, cfg)
+    hinge = resolve_config("quick", {"latency_weight": 1.0, "latency_loss": "hinge", "target_latency_ms": 47.0})
+    with pytest.raises(SystemExit, match="another --out"):
+        bench.check_search_settings(tmp_path, hinge)
