@@ -16,7 +16,7 @@ differentiable function of them.
 
 from __future__ import annotations
 
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 import torch.nn as nn
@@ -88,16 +88,39 @@ class TopologySupernet(_Supernet):
             cache[n.id] = self.cells[n.id](h)
         return self.head(cache[self.space.output])
 
-    def derive_topology(self, threshold: float = 0.5, op: str | None = None, name: str = "stage1") -> Genotype:
+    def derive_topology(self, threshold: float = 0.5, op: str | None = None, name: str = "stage1",
+                        budget: Callable[[dict[str, torch.Tensor]], float] | None = None,
+                        budget_ms: float | None = None) -> Genotype:
         """Keep edges with probability above ``threshold`` (at least the most probable one per node), prune what
-        the output cannot reach, and use ``op`` (default: the stage-1 op) everywhere."""
-        probs = self.edge_probs()
+        the output cannot reach, and use ``op`` (default: the stage-1 op) everywhere.
+
+        With a latency budget (``budget``: 0/1 gates of every node -> ms, e.g. the stage-1 latency model, and
+        ``budget_ms``), the other edges are then added in order of probability, each one kept if the network
+        still fits the budget. Near the start of a short search the probabilities sit close to 1/2 and the
+        threshold alone decides on noise: a push of the latency term just below 1/2 removes every edge."""
+        probs = {k: v.detach() for k, v in self.edge_probs().items()}
         inputs = {}
         for n in self.space.nodes:
-            p = probs[n.id].detach()
+            p = probs[n.id]
             kept = [c for c, pi in zip(n.candidates, p.tolist()) if pi > threshold]
             inputs[n.id] = kept or [n.candidates[int(p.argmax())]]
+        if budget is not None and budget_ms is not None:
+            inputs = self._fill_budget(inputs, probs, budget, budget_ms)
         return make_genotype(self.space, inputs, op or self.space.stage1_op, name=name)
+
+    def _fill_budget(self, inputs: dict[str, list[str]], probs: dict[str, torch.Tensor],
+                     budget: Callable[[dict[str, torch.Tensor]], float], budget_ms: float) -> dict[str, list[str]]:
+        gates = {n.id: torch.tensor([1.0 if c in inputs[n.id] else 0.0 for c in n.candidates])
+                 for n in self.space.nodes}
+        if float(budget(gates)) > budget_ms:
+            return inputs
+        order = sorted(((float(probs[n.id][i]), n.id, i) for n in self.space.nodes if n.id in self.arch
+                        for i in range(len(n.candidates)) if gates[n.id][i] == 0), reverse=True)
+        for _, node, i in order:
+            gates[node][i] = 1.0
+            if float(budget(gates)) > budget_ms:
+                gates[node][i] = 0.0
+        return {n.id: [c for c, g in zip(n.candidates, gates[n.id].tolist()) if g] for n in self.space.nodes}
 
 
 class OpSupernet(_Supernet):

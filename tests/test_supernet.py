@@ -53,6 +53,28 @@ def test_derive_topology_follows_edge_probabilities(tiny):
     assert "1_1" not in g.inputs  # unreachable nodes are pruned
 
 
+def test_derive_topology_fills_a_latency_budget_by_edge_probability(tiny):
+    from _helpers import synthetic_table
+    from hnanas.latency.expected import EdgeLatencyModel
+    net = TopologySupernet(tiny)
+    model = EdgeLatencyModel(synthetic_table(tiny), tiny)
+    with torch.no_grad():  # every edge just below 1/2: the threshold keeps one input per node
+        for beta in net.arch.values():
+            beta.fill_(-0.01)
+    plain = net.derive_topology()
+    gates = lambda g: {n.id: torch.tensor([1.0 if c in g.inputs.get(n.id, ()) else 0.0 for c in n.candidates])  # noqa: E731
+                       for n in tiny.nodes}
+    ms = lambda g: float(model(gates(g)))  # noqa: E731
+    dense = named_genotypes(tiny)["dense_res3"]
+    assert ms(plain) < ms(dense)
+    assert net.derive_topology(budget=model, budget_ms=ms(plain) * 0.5).inputs == plain.inputs  # over budget: as is
+    assert net.derive_topology(budget=model, budget_ms=ms(dense) + 1).inputs == dense.inputs  # room for all
+    middle = (ms(plain) + ms(dense)) / 2
+    filled = net.derive_topology(budget=model, budget_ms=middle)
+    assert ms(plain) < ms(filled) <= middle
+    assert all(set(plain.inputs[n]) <= set(filled.inputs.get(n, ())) for n in plain.inputs if n in filled.inputs)
+
+
 def test_op_supernet_two_paths_reach_alpha_and_one_path_does_not(tiny):
     topo = named_genotypes(tiny)["dense_res3"]
     net = OpSupernet(tiny, topo)
