@@ -110,17 +110,37 @@ class TopologySupernet(_Supernet):
 
     def _fill_budget(self, inputs: dict[str, list[str]], probs: dict[str, torch.Tensor],
                      budget: Callable[[dict[str, torch.Tensor]], float], budget_ms: float) -> dict[str, list[str]]:
+        """Grow from the output: of the edges into nodes the output reaches, add the most probable one that keeps
+        the network within ``budget_ms``, until none does. (Edges into unreachable nodes cost nothing until their
+        node is connected, so they are not candidates before.) Each edge is priced at most once: adding edges
+        only adds cost, so one that does not fit never will."""
         gates = {n.id: torch.tensor([1.0 if c in inputs[n.id] else 0.0 for c in n.candidates])
                  for n in self.space.nodes}
         if float(budget(gates)) > budget_ms:
             return inputs
-        order = sorted(((float(probs[n.id][i]), n.id, i) for n in self.space.nodes if n.id in self.arch
-                        for i in range(len(n.candidates)) if gates[n.id][i] == 0), reverse=True)
-        for _, node, i in order:
-            gates[node][i] = 1.0
-            if float(budget(gates)) > budget_ms:
+        rejected: set[tuple[str, int]] = set()
+        while True:
+            alive = self._reached(gates)
+            order = sorted(((float(probs[n.id][i]), n.id, i) for n in self.space.nodes
+                            if n.id in self.arch and n.id in alive for i in range(len(n.candidates))
+                            if gates[n.id][i] == 0 and (n.id, i) not in rejected), reverse=True)
+            for _, node, i in order:
+                gates[node][i] = 1.0
+                if float(budget(gates)) <= budget_ms:
+                    break
                 gates[node][i] = 0.0
+                rejected.add((node, i))
+            else:
+                break
         return {n.id: [c for c, g in zip(n.candidates, gates[n.id].tolist()) if g] for n in self.space.nodes}
+
+    def _reached(self, gates: dict[str, torch.Tensor]) -> set[str]:
+        """Nodes the output reaches through the edges whose gate is 1."""
+        alive = {self.space.output}
+        for n in reversed(self.space.nodes):
+            if n.id in alive:
+                alive.update(c for c, g in zip(n.candidates, gates[n.id].tolist()) if g and c != "input")
+        return alive
 
 
 class OpSupernet(_Supernet):
