@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hnanas.genotype import Genotype, make_genotype, validate
+from hnanas.genotype import Genotype, make_genotype, prune, validate
 from hnanas.network import FeatureCache, NodeCell, node_in_channels
 from hnanas.ops import op_info
 from hnanas.space import SearchSpace
@@ -120,7 +120,7 @@ class TopologySupernet(_Supernet):
             return inputs
         rejected: set[tuple[str, int]] = set()
         while True:
-            alive = self._reached(gates)
+            alive = prune(self.space, self._kept(gates))
             order = sorted(((float(probs[n.id][i]), n.id, i) for n in self.space.nodes
                             if n.id in self.arch and n.id in alive for i in range(len(n.candidates))
                             if gates[n.id][i] == 0 and (n.id, i) not in rejected), reverse=True)
@@ -132,15 +132,11 @@ class TopologySupernet(_Supernet):
                 rejected.add((node, i))
             else:
                 break
-        return {n.id: [c for c, g in zip(n.candidates, gates[n.id].tolist()) if g] for n in self.space.nodes}
+        return self._kept(gates)
 
-    def _reached(self, gates: dict[str, torch.Tensor]) -> set[str]:
-        """Nodes the output reaches through the edges whose gate is 1."""
-        alive = {self.space.output}
-        for n in reversed(self.space.nodes):
-            if n.id in alive:
-                alive.update(c for c, g in zip(n.candidates, gates[n.id].tolist()) if g and c != "input")
-        return alive
+    def _kept(self, gates: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+        """0/1 gates of every node -> the inputs each node keeps."""
+        return {n.id: [c for c, g in zip(n.candidates, gates[n.id].tolist()) if g] for n in self.space.nodes}
 
 
 class OpSupernet(_Supernet):
