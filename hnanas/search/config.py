@@ -63,6 +63,11 @@ class SearchConfig:
         if self.latency_loss == "hinge" and self.target_latency_ms is None and self.latency_weight > 0:
             raise ValueError("latency_loss hinge is a latency budget: set target_latency_ms (--target-latency MS)")
 
+    @property
+    def latency_budget_ms(self) -> float | None:
+        """T when the latency term is a budget (hinge, switched on), else None."""
+        return self.target_latency_ms if self.latency_loss == "hinge" and self.latency_weight > 0 else None
+
 
 PRESETS: dict[str, dict] = {
     # <= 10 min on a 2-core CPU on the synthetic dataset: small crops, few epochs.

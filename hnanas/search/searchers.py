@@ -141,12 +141,11 @@ class EdgeSearcher(Searcher):
     def derive(self, name: str = "stage1"):
         """Edges above the threshold; under a ``hinge`` budget, filled with the next most probable edges that fit
         it (priced as the latency term prices stage 1)."""
-        cfg = self.cfg
-        if cfg.latency_loss == "hinge" and cfg.target_latency_ms is not None and cfg.latency_weight > 0:
-            with torch.no_grad():
-                return self.supernet.derive_topology(cfg.edge_threshold, name=name, budget=self.latency,
-                                                     budget_ms=cfg.target_latency_ms)
-        return self.supernet.derive_topology(cfg.edge_threshold, name=name)
+        budget_ms = self.cfg.latency_budget_ms
+        with torch.no_grad():
+            return self.supernet.derive_topology(self.cfg.edge_threshold, name=name,
+                                                 budget=self.latency if budget_ms is not None else None,
+                                                 budget_ms=budget_ms)
 
 
 class OpSearcher(Searcher):
