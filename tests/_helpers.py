@@ -1,8 +1,10 @@
-"""Helpers shared by tests (not fixtures): synthetic latency tables."""
+"""Helpers shared by tests (not fixtures): synthetic latency tables, loading a bench script as a module."""
 
 from __future__ import annotations
 
+import importlib.util
 import zlib
+from pathlib import Path
 
 import pandas as pd
 
@@ -25,3 +27,12 @@ def synthetic_table(space, overhead=0.3) -> LatencyTable:
     meta = {"format": FORMAT, "space": space.name, "space_hash": space.hash, "device": "cpu", "threads": 1,
             "fixed_overhead_ms": overhead, "network_factor": 1.07}
     return LatencyTable(pd.DataFrame(rows), meta)
+
+
+def load_bench(name: str):
+    """``bench/<name>.py`` (not a package) as a module, for tests of its functions and ``main``."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("compare", ROOT / "bench" / "compare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from _helpers import load_bench
 
 
 def test_seed_folders_keep_the_single_seed_layout(tmp_path):
-    bench = _bench()
+    bench = load_bench("compare")
     assert bench.retrain_folder("search:hna_nested", tmp_path, 0) == tmp_path / "search_hna_nested" / "retrain"
     assert bench.retrain_folder("search:hna_nested", tmp_path, 2) == tmp_path / "search_hna_nested" / "retrain_seed2"
     assert bench.retrain_folder("model:dnanet", tmp_path, 0) == tmp_path / "model_dnanet"
@@ -27,7 +17,7 @@ def test_seed_folders_keep_the_single_seed_layout(tmp_path):
 
 
 def test_summary_is_mean_and_spread_over_seeds_per_network():
-    bench = _bench()
+    bench = load_bench("compare")
     base = {"genotype": "g", "params": 10, "macs": 20, "cpu_predicted_ms": 5.0, "niou": 0.5, "pd": 0.9, "fa": 1e-4}
     rows = [dict(base, net="model:a", seed=0, iou=0.20, cpu_measured_ms=7.0),
             dict(base, net="model:a", seed=1, iou=0.30, cpu_measured_ms=9.0),
@@ -43,7 +33,7 @@ def test_summary_is_mean_and_spread_over_seeds_per_network():
 def test_a_reused_search_folder_must_match_the_requested_latency_settings(tmp_path):
     from hnanas.fileio import write_yaml
     from hnanas.search.config import resolve_config
-    bench = _bench()
+    bench = load_bench("compare")
     cfg = resolve_config("quick", {"latency_weight": 0.01})
     write_yaml(tmp_path / "config.yaml", {"latency_weight": 0.01, "latency_loss": "add-linear",
                                           "target_latency_ms": None})

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from _helpers import load_bench
 from hnanas.fileio import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "latency_tables" / "hna_nested_cpu_t1.csv"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("table_spread", ROOT / "bench" / "table_spread.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_spread_of_a_table_with_itself_and_a_slower_copy(tmp_path):
@@ -28,7 +21,7 @@ def test_spread_of_a_table_with_itself_and_a_slower_copy(tmp_path):
     frame["median_ms"] *= 1.1
     frame.to_csv(slow, index=False)
     shutil.copy(TABLE.with_suffix(".json"), slow.with_suffix(".json"))
-    bench = _bench()
+    bench = load_bench("table_spread")
     assert bench.main([str(TABLE), str(TABLE), "--n", "4", "--json", str(tmp_path / "same.json")]) == 0
     same = read_json(tmp_path / "same.json")
     assert same["entries_compared"] > 1000 and same["entry_median_abs_pct"] == 0 and same["network_max_abs_pct"] == 0

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from _helpers import synthetic_table
+from _helpers import load_bench, synthetic_table
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.fileio import read_json
 from hnanas.space import load_space
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("stage2_warmup", ROOT / "bench" / "stage2_warmup.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_stage2_warmup_runs_each_mode_and_writes_its_summary(tmp_path):
     write_synthetic(tmp_path / "syn", SynthParams(n=48, size=64, seed=0))
     table = synthetic_table(load_space("tiny")).save(tmp_path / "tiny_cpu_t1.csv")
     out = tmp_path / "out"
-    assert _bench().main(["--space", "tiny", "--topology", "dense_res3", "--dataset", str(tmp_path / "syn"),
-                          "--table", str(table), "--crop", "32", "--batch-size", "8",
-                          "--modes", "proxyless:4:1", "mixture:4:1", "--out", str(out)]) == 0
+    assert load_bench("stage2_warmup").main([
+        "--space", "tiny", "--topology", "dense_res3", "--dataset", str(tmp_path / "syn"), "--table", str(table),
+        "--crop", "32", "--batch-size", "8", "--modes", "proxyless:4:1", "mixture:4:1", "--out", str(out)]) == 0
     result = read_json(out / "stage2_warmup.json")["results"]
     assert [(r["mode"], r["epochs"], r["warmup_epochs"]) for r in result] == [("proxyless", 4, 1), ("mixture", 4, 1)]
     for r in result:
