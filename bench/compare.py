@@ -25,9 +25,9 @@ rows (one per network and seed) and the per-network summary go to OUT/compare.js
     python bench/compare.py --nets model:repisd genotype:dense_res3@hna_nested --epochs 2   # a quick look
     python bench/compare.py --nets search:hna_nested --latency-loss hinge --latency-weight 1 \
         --target-latency 47 --out runs/bench/compare_hinge     # the most accurate net within 47 ms (1/5 DNANet)
+    python bench/compare.py --preset paper --epochs 1500 --crop 256 --batch-size 16        # on a GPU (issue 6)
 
 A search folder already in OUT is reused only if it was searched with the same latency settings.
-    python bench/compare.py --preset paper --epochs 1500 --crop 256 --batch-size 16        # on a GPU (issue 6)
 """
 
 from __future__ import annotations
