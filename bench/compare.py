@@ -33,6 +33,7 @@ A search folder already in OUT is reused only if it was searched with the same l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -46,7 +47,7 @@ from hnanas.report.data import report_devices, runs_table
 from hnanas.report.runs import find_runs
 from hnanas.search.config import resolve_config
 from hnanas.search.run import run_search
-from hnanas.train.presets import build_config
+from hnanas.train.presets import RetrainConfig, build_config
 from hnanas.train.retrain import resume_retrain, start_retrain
 
 NETS = ["search:rep_nested", "search:hna_nested", "model:dnanet", "model:repisd", "genotype:dense_res3@hna_nested",
@@ -104,12 +105,21 @@ def retrain(net: str, args: argparse.Namespace, seed: int = 0) -> Path:
     if (out / "model.json").exists():
         resume_retrain(out)
         return out
+    start_retrain(retrain_config(model, args, seed), out)
+    return out
+
+
+def retrain_config(model: dict, args: argparse.Namespace, seed: int) -> RetrainConfig:
+    """The one budget every network gets: the preset's optimiser and loss, the comparison's epochs, crops and
+    batch, the checkpoint chosen on the whole validation subset (the quick preset scores only its first 32
+    images, and a None change means "keep the preset's value", so it is set after the merge)."""
     changes = {"data.dataset": args.dataset, "data.split": args.split, "data.data_root": args.data_root,
                "data.crop_size": args.crop, "train.epochs": args.epochs, "train.batch_size": args.batch_size,
-               "train.val_every": max(1, args.epochs // 4), "train.val_max_images": None, "train.seed": seed,
+               "train.val_every": max(1, args.epochs // 4), "train.seed": seed,
                "latency.threads": 1, "latency.devices": ["cpu"]}
-    start_retrain(build_config(args.preset, model, changes=changes), out)
-    return out
+    cfg = build_config(args.preset, model, changes=changes)
+    cfg.train = dataclasses.replace(cfg.train, val_max_images=None)
+    return cfg
 
 
 SUMMARY_FIELDS = ["iou", "niou", "pd", "fa"]
