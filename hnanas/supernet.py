@@ -16,7 +16,7 @@ differentiable function of them.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -26,6 +26,13 @@ from hnanas.genotype import Genotype, make_genotype, prune, validate
 from hnanas.network import FeatureCache, NodeCell, node_in_channels
 from hnanas.ops import op_info
 from hnanas.space import SearchSpace
+
+
+def edge_gates(space: SearchSpace, inputs: Mapping[str, Sequence[str]]) -> dict[str, torch.Tensor]:
+    """Kept inputs per node (a genotype's ``inputs``; absent nodes keep none) -> a 0/1 gate per candidate edge of
+    every node, as :class:`TopologySupernet` and the stage-1 latency model take them."""
+    return {n.id: torch.tensor([1.0 if c in inputs.get(n.id, ()) else 0.0 for c in n.candidates])
+            for n in space.nodes}
 
 
 class _Supernet(nn.Module):
@@ -114,8 +121,7 @@ class TopologySupernet(_Supernet):
         the network within ``budget_ms``, until none does. (Edges into unreachable nodes cost nothing until their
         node is connected, so they are not candidates before.) Each edge is priced at most once: adding edges
         only adds cost, so one that does not fit never will."""
-        gates = {n.id: torch.tensor([1.0 if c in inputs[n.id] else 0.0 for c in n.candidates])
-                 for n in self.space.nodes}
+        gates = edge_gates(self.space, inputs)
         if float(budget(gates)) > budget_ms:
             return inputs
         rejected: set[tuple[str, int]] = set()

@@ -7,7 +7,7 @@ import torch
 
 from hnanas.genotype import make_genotype, named_genotypes
 from hnanas.space import load_space
-from hnanas.supernet import OpSupernet, TopologySupernet
+from hnanas.supernet import OpSupernet, TopologySupernet, edge_gates
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +62,7 @@ def test_derive_topology_fills_a_latency_budget_by_edge_probability(tiny):
         for beta in net.arch.values():
             beta.fill_(-0.01)
     plain = net.derive_topology()
-    gates = lambda g: {n.id: torch.tensor([1.0 if c in g.inputs.get(n.id, ()) else 0.0  # noqa: E731
-                                           for c in n.candidates]) for n in tiny.nodes}
-    ms = lambda g: float(model(gates(g)))  # noqa: E731
+    ms = lambda g: float(model(edge_gates(tiny, g.inputs)))  # noqa: E731
     dense = named_genotypes(tiny)["dense_res3"]
     assert ms(plain) < ms(dense)
     assert net.derive_topology(budget=model, budget_ms=ms(plain) * 0.5).inputs == plain.inputs  # over budget: as is
@@ -134,7 +132,6 @@ def test_budget_fill_grows_from_the_output_on_a_real_search_state():
             net.arch[node].copy_(torch.tensor([math.log(q / (1 - q)) for q in p]))
         plain = net.derive_topology()
         filled = net.derive_topology(budget=model, budget_ms=45.0)
-    ms = lambda g: float(model({n.id: torch.tensor([1.0 if c in g.inputs.get(n.id, ()) else 0.0  # noqa: E731
-                                                    for c in n.candidates]) for n in space.nodes}))
+    ms = lambda g: float(model(edge_gates(space, g.inputs)))  # noqa: E731
     assert len(plain.inputs) == 2 and ms(plain) < 5
     assert len(filled.inputs) >= 8 and 40 < ms(filled) <= 45.0

@@ -32,7 +32,7 @@ from hnanas.search.config import SearchConfig, stage_config
 from hnanas.search.outputs import LOG_FIELDS, finish_search, stage_row
 from hnanas.search.searchers import EdgeSearcher, OpSearcher
 from hnanas.space import load_space
-from hnanas.supernet import OpSupernet, TopologySupernet
+from hnanas.supernet import OpSupernet, TopologySupernet, edge_gates
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
 from hnanas.train.optim import build_optimizer, build_scheduler, build_train_loss, resolve_device
@@ -125,8 +125,7 @@ class SearchRun:
         """Run the supernet as the currently derived architecture (hard gates / most probable ops)."""
         if searcher.stage == 1:
             topo = searcher.derive()
-            gates = {n: torch.tensor([1.0 if c in topo.inputs.get(n, ()) else 0.0
-                                      for c in self.space.node(n).candidates]) for n in searcher.supernet.arch}
+            gates = {n: g for n, g in edge_gates(self.space, topo.inputs).items() if n in searcher.supernet.arch}
             return topo, lambda model, x: model(x, gates)
         g = searcher.derive()
         paths = {n: [searcher.supernet.node_ops[n].index(op)] for n, op in g.ops.items()}
