@@ -25,6 +25,42 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpuinfo_fields() -> dict[str, str]:
+    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags (``/proc/cpuinfo``; empty elsewhere)."""
+    return frozenset(_cpuinfo_fields().get("flags", "").split())
+
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_identity() -> str:
+    """What tells two CPUs with one marketing name apart (the VMs here all say "AMD EPYC"): vendor, family,
+    model, stepping and the vector/matrix extensions that change kernel speed, e.g. ``AuthenticAMD family 25
+    model 1 stepping 1; avx2``."""
+    f = _cpuinfo_fields()
+    isa = [flag for flag in ISA_FLAGS if flag in cpu_flags()]
+    parts = [f.get("vendor_id", platform.machine())]
+    parts += [f"{label} {f[key]}" for key, label in (("cpu family", "family"), ("model", "model"),
+                                                     ("stepping", "stepping")) if key in f]
+    return f"{' '.join(parts)}; {', '.join(isa) or 'no avx2'}"
+
+
 def _version(module: str) -> str | None:
     try:
         mod = __import__(module)
@@ -44,6 +80,7 @@ def _static_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "host": socket.gethostname(),
         "cpu_model": cpu_model(),
+        "cpu_identity": cpu_identity(),
         "cpu_physical_cores": psutil.cpu_count(logical=False),
         "cpu_logical_cores": psutil.cpu_count(logical=True),
         "memory_gb": round(mem / 2**30, 1),

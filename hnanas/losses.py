@@ -70,3 +70,13 @@ def build_loss(name: str = DEFAULT_LOSS) -> LossFn:
     if key not in _LOSSES:
         raise ConfigError(f"unknown loss {name!r}; choose one of: {', '.join(_LOSSES)}")
     return _LOSSES[key]
+
+
+def output_loss(loss_fn: Callable, out: "torch.Tensor | list[torch.Tensor] | tuple", target: torch.Tensor
+                ) -> torch.Tensor:
+    """``loss_fn`` of one logit map, or the mean of ``loss_fn`` over a deep-supervision list."""
+    if isinstance(out, (list, tuple)):
+        if not out:
+            raise ValueError("the model returned an empty list of outputs")
+        return torch.stack([loss_fn(o, target) for o in out]).mean()
+    return loss_fn(out, target)

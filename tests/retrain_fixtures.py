@@ -16,7 +16,9 @@ from hnanas.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 6
-TRAIN_ARGS = ["--epochs", str(EPOCHS), "--crop-size", "32", "--batch-size", "4", "--threads", "1"]
+# fp32: the resume test compares two runs bit for bit, so neither may choose its train path by timing
+TRAIN_ARGS = ["--epochs", str(EPOCHS), "--crop-size", "32", "--batch-size", "4", "--threads", "1",
+              "--precision", "fp32"]
 
 
 def hnanas_process(args: list[str], env_root: Path) -> subprocess.Popen:

@@ -48,7 +48,7 @@ def tiny_config(assets, **changes):
     base = {"data.dataset": str(assets["data"]), "data.crop_size": 32, "space": "tiny", "table": str(assets["table"]),
             "batch_size": 8, "stage1.epochs": 4, "stage1.warmup_epochs": 1, "stage1.arch_every": 1,
             "stage1.arch_lr": 0.1, "stage2.epochs": 4, "stage2.warmup_epochs": 1, "stage2.arch_every": 1,
-            "stage2.arch_lr": 0.1}
+            "stage2.arch_lr": 0.1, "precision": "fp32"}  # fp32: runs compared bit for bit choose no path by timing
     base.update(changes)
     return resolve_config("quick", base)
 
@@ -127,7 +127,7 @@ def test_latency_weight_moves_the_architecture(assets, tiny, tmp_path):
 def _search_cmd(assets, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "hnanas", "search", "--dataset", str(assets["data"]), "--space", "tiny",
             "--table", str(assets["table"]), "--crop", "32", "--batch-size", "8", "--epochs", "4",
-            "--out", str(out), *extra]
+            "--precision", "fp32", "--out", str(out), *extra]
 
 
 def _env():

@@ -46,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=("adagrad", "adamw", "sgd"), help="optimizer")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto: cuda if present)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for training (default: one per core)")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp32-cl", "bf16"),
+                   help="train path: fp32 (NCHW float32, bit-for-bit reruns), fp32-cl (channels_last), bf16 "
+                        "(autocast; for CPUs with AMX/AVX512-BF16 and GPUs), auto (default: the faster of fp32 and "
+                        "fp32-cl on this machine, timed on the first batch)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/retrain)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.set_defaults(func=run_retrain)
@@ -55,7 +59,8 @@ def _changes(args: argparse.Namespace) -> dict:
     return {"data.dataset": args.dataset, "data.data_root": args.data_root, "data.split": args.split,
             "data.on_mismatch": args.on_mismatch, "data.crop_size": args.crop_size, "train.epochs": args.epochs,
             "train.seed": args.seed, "train.batch_size": args.batch_size, "train.device": args.device,
-            "train.threads": args.threads, "optim.lr": args.lr, "optim.name": args.optimizer}
+            "train.threads": args.threads, "train.precision": args.precision, "optim.lr": args.lr,
+            "optim.name": args.optimizer}
 
 
 def run_retrain(args: argparse.Namespace) -> int:

@@ -61,6 +61,10 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
     p.add_argument("--stage2-mode", choices=["proxyless", "mixture"], help="stage 2: sampled paths or DARTS mixture")
     p.add_argument("--train-device", choices=["auto", "cpu", "cuda"], help=helps["--train-device"])
     p.add_argument("--seed", type=int, help=helps["--seed"])
+    p.add_argument("--precision", choices=["auto", "fp32", "fp32-cl", "bf16"],
+                   help="train path of the supernets: fp32 (bit-for-bit reruns), fp32-cl (channels_last), bf16 "
+                        "(autocast; CPUs with AMX/AVX512-BF16, GPUs), auto (default: the faster of fp32 and "
+                        "fp32-cl, timed at the start of each stage)")
 
 
 def _scaled(stage, epochs: int | None) -> dict:
@@ -80,7 +84,7 @@ def config_from_args(args):
         "device": args.device, "threads": args.threads, "table": args.table,
         "latency_weight": args.latency_weight, "target_latency_ms": args.target_latency,
         "latency_loss": args.latency_loss, "batch_size": args.batch_size, "seed": args.seed,
-        "train_device": args.train_device, "stage2.mode": args.stage2_mode,
+        "train_device": args.train_device, "stage2.mode": args.stage2_mode, "precision": args.precision,
         **{f"stage1.{k}": v for k, v in _scaled(base.stage1, args.epochs).items()},
         **{f"stage2.{k}": v for k, v in _scaled(base.stage2, args.epochs).items()},
     }

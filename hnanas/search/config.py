@@ -52,6 +52,9 @@ class SearchConfig:
     val_images: int | None = None  # validation images scored each epoch (the first N of the subset); None: all
     seed: int = 0  # seed of weights, data order, sampling: the same seed gives the same search
     train_device: str = "auto"  # torch device for training: auto (cuda if available) | cpu | cuda
+    # train path of the supernets' weight steps (hnanas.train.fastpath): fp32, fp32-cl, bf16, or auto (the faster
+    # of fp32 and fp32-cl, timed at the start of each stage; fp32 when several processes share the search)
+    precision: Literal["auto", "fp32", "fp32-cl", "bf16"] = "auto"
     stage1: StageConfig = field(default_factory=StageConfig)  # topology stage
     stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, warmup_epochs=3))  # op stage
 

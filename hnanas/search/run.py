@@ -33,6 +33,7 @@ from hnanas.search.outputs import LOG_FIELDS, finish_search, stage_row
 from hnanas.search.searchers import EdgeSearcher, OpSearcher
 from hnanas.space import load_space
 from hnanas.supernet import OpSupernet, TopologySupernet, edge_gates
+from hnanas.train.fastpath import FP32, TrainPath, choose_path, path_named
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
 from hnanas.train.optim import build_optimizer, build_scheduler, build_train_loss, resolve_device
@@ -131,6 +132,24 @@ class SearchRun:
         paths = {n: [searcher.supernet.node_ops[n].index(op)] for n, op in g.ops.items()}
         return g, lambda model, x: model(x, paths)
 
+    def train_path(self, net, searcher, stage: int, start: int, state: dict | None) -> TrainPath:
+        """The stage's train path (in the supernet's memory format): the resumed state's, else the config's,
+        ``auto`` timed on the stage's first batch with the searcher's sampling generator put back afterwards."""
+        if state is not None:  # states written before train paths existed ran on fp32
+            path = path_named(state.get("train_path", "fp32"))
+        elif self.cfg.precision == "auto" and self.d.world > 1:  # every process must train the same way
+            path = FP32
+        else:
+            self.data.train.set_epoch(stage * 100_000 + start)
+            self.train_sampler.set_epoch(stage * 100_000 + start)
+            generator = searcher.generator.get_state()
+            path = choose_path(self.cfg.precision, net, self.train_loader, self.loss_fn,
+                               forward=searcher.weight_forward, log=log.info)
+            searcher.generator.set_state(generator)
+        log.info("stage %d train path: %s", stage, path.name)
+        path.prepare(net)
+        return path
+
     def run_stage(self, stage: int, topology=None, state: dict | None = None):
         cfg, scfg = self.cfg, stage_config(self.cfg, stage)
         net, searcher, opt, sched = self.build(stage, topology)
@@ -143,6 +162,7 @@ class SearchRun:
             searcher.generator.set_state(state["generator"])
             restore_rng_state(state["rng"])
             start = state["epoch"] + 1
+        path = self.train_path(net, searcher, stage, start, state)
         for epoch in range(start, scfg.epochs):
             t0 = time.time()
             searcher.epoch = epoch
@@ -156,7 +176,8 @@ class SearchRun:
                     arch_losses.append(searcher.step(*next(batches)))
 
             stats = train_epoch(net, self.train_loader, self.loss_fn, opt, forward=searcher.weight_forward,
-                                after_step=after_step, scheduler=sched, desc=f"stage {stage} epoch {epoch + 1}")
+                                after_step=after_step, scheduler=sched, desc=f"stage {stage} epoch {epoch + 1}",
+                                path=path)
             dd.broadcast_buffers(net, self.d)
             derived, forward = self.derived_forward(searcher)
             val = evaluate(net, self.val_loader, forward=forward, desc="validate") if self.d.main else {}
@@ -168,7 +189,7 @@ class SearchRun:
                     "stage": stage, "epoch": epoch, "topology": topology.to_dict() if topology else None,
                     "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "searcher": searcher.state_dict(), "generator": searcher.generator.get_state(),
-                    "rng": rng_state(), "config_preset": cfg.preset}, STATE)
+                    "rng": rng_state(), "config_preset": cfg.preset, "train_path": path.name}, STATE)
                 log.info("stage %d epoch %d/%d: loss %.4f, val IoU %s, E[latency] %.2f ms, derived %.2f ms, "
                          "entropy %.3f (%.0f s)", stage, epoch + 1, scfg.epochs, stats["loss"],
                          f"{100 * row['val_iou']:.1f} %" if row["val_iou"] != "" else "n/a",

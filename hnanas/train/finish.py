@@ -53,12 +53,12 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _training_budget(run: RunDir, cfg: RetrainConfig, steps_per_epoch: int) -> dict:
+def _training_budget(run: RunDir, cfg: RetrainConfig, steps_per_epoch: int, train_path: str) -> dict:
     seconds = sum(float(r.get("seconds") or 0.0) for r in read_csv_rows(run.file("retrain_log.csv")))
     return {"epochs": cfg.train.epochs, "steps": cfg.train.epochs * steps_per_epoch,
             "batch_size": cfg.train.batch_size, "crop_size": cfg.data.crop_size,
             "optimizer": cfg.optim.name, "lr": cfg.optim.lr, "scheduler": cfg.optim.scheduler,
-            "loss": cfg.train.loss, "seconds": round(seconds, 1)}
+            "loss": cfg.train.loss, "train_path": train_path, "seconds": round(seconds, 1)}
 
 
 def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.Module, data: DataBundle,
@@ -93,7 +93,7 @@ def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.
         "val_iou": best.get("val_iou"), "best_epoch": best.get("epoch"), "val_images": best.get("val_images"),
         "threshold": t.threshold, "model": spec_name(spec), "params": count_params(deploy),
         "macs": count_macs(deploy, (1, 1, h, w)), "macs_size": [h, w],
-        "training": _training_budget(run, cfg, steps_per_epoch),
+        "training": _training_budget(run, cfg, steps_per_epoch, chosen.get("train_path", "fp32")),
         "counts": {k: test[k] for k in ("n_targets", "n_detected", "n_pred_components", "fa_pixels",
                                         "total_pixels", "intersection", "union")},
     })

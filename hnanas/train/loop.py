@@ -29,6 +29,7 @@ from hnanas.errors import HnanasError
 from hnanas.metrics import IRSTMetrics
 from hnanas.models import main_output
 from hnanas.progress import progress
+from hnanas.train.fastpath import FP32, TrainPath, forward_loss
 from hnanas.train.optim import build_optimizer, build_scheduler, current_lr, set_seed  # noqa: F401 (re-exported)
 
 Forward = Callable[[torch.nn.Module, torch.Tensor], "torch.Tensor | list[torch.Tensor]"]
@@ -47,20 +48,13 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def output_loss(loss_fn: Callable, out: "torch.Tensor | list[torch.Tensor] | tuple", target: torch.Tensor
-                ) -> torch.Tensor:
-    """``loss_fn`` of one logit map, or the mean of ``loss_fn`` over a deep-supervision list."""
-    if isinstance(out, (list, tuple)):
-        if not out:
-            raise ValueError("the model returned an empty list of outputs")
-        return torch.stack([loss_fn(o, target) for o in out]).mean()
-    return loss_fn(out, target)
-
-
 def train_epoch(model: torch.nn.Module, loader: Iterable, loss_fn: Callable, optimizer: torch.optim.Optimizer, *,
                 forward: Forward | None = None, after_step: Callable[[int], Any] | None = None,
-                scheduler: Any = None, grad_clip: float | None = None, desc: str = "") -> dict:
-    """One pass over ``loader`` in train mode. Returns ``{"loss": mean loss, "steps": n, "images": n,
+                scheduler: Any = None, grad_clip: float | None = None, desc: str = "",
+                path: TrainPath = FP32) -> dict:
+    """One pass over ``loader`` in train mode, each step on ``path`` (:mod:`hnanas.train.fastpath`; the model
+    must already be in the path's memory format: ``path.prepare(model)``).
+    Returns ``{"loss": mean loss, "steps": n, "images": n,
     "seconds": wall time, "lr": lr after the last step}``."""
     forward = forward or _default_forward
     device = model_device(model)
@@ -72,7 +66,7 @@ def train_epoch(model: torch.nn.Module, loader: Iterable, loss_fn: Callable, opt
         for batch in loader:
             images, masks = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            loss = output_loss(loss_fn, forward(model, images), masks)
+            loss = forward_loss(model, images, masks, loss_fn, forward, path, device)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise HnanasError(f"{desc or 'training'}: the loss became {value} at step {steps + 1} of this epoch "

@@ -73,6 +73,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # torch device; auto: cuda when available, else cpu
     threads: int | None = None  # torch intra-op CPU threads; None: torch's default (one per core)
     num_workers: int = 0  # DataLoader worker processes; 0 loads in the main process
+    # train path (hnanas.train.fastpath): fp32 (NCHW, the reference), fp32-cl (channels_last), bf16 (autocast, for
+    # CPUs with AMX/AVX512-BF16 and GPUs), auto (the faster of fp32 and fp32-cl, timed on the first batch)
+    precision: Literal["auto", "fp32", "fp32-cl", "bf16"] = "auto"
     figure_images: int = 4  # test images drawn in predictions.png (0: no figure)
 
     def __post_init__(self) -> None:

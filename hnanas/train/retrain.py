@@ -31,6 +31,7 @@ from hnanas.fileio import read_json, write_json
 from hnanas.models import build_model
 from hnanas.progress import progress
 from hnanas.runs import RunDir, restore_rng_state, rng_state
+from hnanas.train.fastpath import choose_path, path_named
 from hnanas.train.finish import RetrainResult, finish_retrain
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
@@ -113,8 +114,16 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
         csv_log = run.csv_log("retrain_log.csv", LOG_FIELDS)
 
         start, best = 0, {"epoch": None, "val_iou": None}
-        if run.resumed and run.has_checkpoint("last.pt"):
-            state = run.load_checkpoint("last.pt")
+        state = run.load_checkpoint("last.pt") if run.resumed and run.has_checkpoint("last.pt") else None
+        if state is not None:  # a resumed run continues on its path (fp32 before train paths existed)
+            path = path_named(state.get("train_path", "fp32"))
+        else:
+            sampler.set_epoch(start)
+            data.train.set_epoch(start)
+            path = choose_path(t.precision, model, loader, loss_fn, log=log.info)
+        path.prepare(model)
+        log.info("train path: %s", path.name)
+        if state is not None:
             if state.get("model_spec") != spec:
                 raise HnanasError(f"{run.file('last.pt')}: holds another model than {run.file('model.json')}")
             model.load_state_dict(state["model_state"])
@@ -133,6 +142,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
             weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             return {"kind": "retrain", "epoch": epoch, "step": epoch * steps_per_epoch, "model_spec": spec,
                     "input_norm": input_norm, "model_state": weights, "config": to_dict(cfg), "best": dict(best),
+                    "train_path": path.name,
                     "environment": environment({"torch_device": str(device)}), **(extra or {})}
 
         with progress(total=t.epochs, initial=start, desc="retrain", unit="epoch") as bar:
@@ -140,7 +150,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
                 started = time.perf_counter()
                 data.train.set_epoch(epoch)
                 sampler.set_epoch(epoch)
-                stats = train_epoch(model, loader, loss_fn, optimizer, scheduler=scheduler,
+                stats = train_epoch(model, loader, loss_fn, optimizer, scheduler=scheduler, path=path,
                                     grad_clip=cfg.optim.grad_clip, desc=f"epoch {epoch + 1}/{t.epochs}")
                 row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": stats["loss"],
                        "lr": stats["lr"], "seconds": stats["seconds"]}
@@ -165,6 +175,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", best_val_iou=_fmt(best["val_iou"]), refresh=False)
                 log.info("epoch %d/%d: loss %.4f, lr %.3g%s", epoch + 1, t.epochs, stats["loss"], stats["lr"],
                          f", val IoU {row['val_iou']:.4f}" if "val_iou" in row else "")
+        model.to(memory_format=torch.contiguous_format)
         return finish_retrain(run, cfg, spec, model, data, best)
 
 
