@@ -33,7 +33,6 @@ A search folder already in OUT is reused only if it was searched with the same l
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time
@@ -47,8 +46,8 @@ from hnanas.report.data import report_devices, runs_table
 from hnanas.report.runs import find_runs
 from hnanas.search.config import resolve_config
 from hnanas.search.run import run_search
-from hnanas.train.presets import RetrainConfig, build_config
-from hnanas.train.retrain import resume_retrain, start_retrain
+from hnanas.train.budget import Budget, budget_config, retrain_once
+from hnanas.train.presets import RetrainConfig
 
 NETS = ["search:rep_nested", "search:hna_nested", "model:dnanet", "model:repisd", "genotype:dense_res3@hna_nested",
         "genotype:dnanet_res3@hna_nested"]
@@ -97,31 +96,20 @@ def retrain_folder(net: str, out: Path, seed: int) -> Path:
 
 
 def retrain(net: str, args: argparse.Namespace, seed: int = 0) -> Path:
-    folder = args.out / folder_name(net)
     out = retrain_folder(net, args.out, seed)
     if (out / "metrics.json").exists():
         return out
-    model = model_source(net, folder, args)
-    if (out / "model.json").exists():
-        resume_retrain(out)
-        return out
-    start_retrain(retrain_config(model, args, seed), out)
-    return out
+    return retrain_once(retrain_config(model_source(net, args.out / folder_name(net), args), args, seed), out)
 
 
 def retrain_config(model: dict, args: argparse.Namespace, seed: int) -> RetrainConfig:
-    """The one budget every network gets: the preset's optimiser and loss, the comparison's epochs, crops and
-    batch, the checkpoint chosen after every epoch on the whole validation subset. At CPU budgets a network's
-    validation and test IoU swing by up to 20 points between epochs (docs/results.md), so a coarser choice
-    compares epochs, not networks. (The quick preset scores only its first 32 validation images, and a
-    None change means "keep the preset's value", so that is set after the merge.)"""
-    changes = {"data.dataset": args.dataset, "data.split": args.split, "data.data_root": args.data_root,
-               "data.crop_size": args.crop, "train.epochs": args.epochs, "train.batch_size": args.batch_size,
-               "train.val_every": 1, "train.seed": seed,
-               "latency.threads": 1, "latency.devices": ["cpu"]}
-    cfg = build_config(args.preset, model, changes=changes)
-    cfg.train = dataclasses.replace(cfg.train, val_max_images=None)
-    return cfg
+    """The one budget every network gets (hnanas.train.budget: the preset's optimiser and loss, the
+    comparison's epochs, crops and batch, the checkpoint chosen after every epoch on the whole validation
+    subset)."""
+    budget = Budget(epochs=args.epochs, crop=args.crop, batch_size=args.batch_size, preset=args.preset,
+                    precision=args.precision)
+    return budget_config(budget, model, {"dataset": args.dataset, "split": args.split,
+                                         "data_root": args.data_root}, seed)
 
 
 SUMMARY_FIELDS = ["iou", "niou", "pd", "fa"]
@@ -178,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="search and retrain preset (optimiser, loss; the searches' schedule); paper: for a GPU")
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="retrain seeds (default 0); each network is retrained once per seed, searches run once")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp32-cl", "bf16"], default="auto",
+                   help="retrains' train path (hnanas.train.fastpath; fp32: as every table before 2026-12-02)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/compare"))
     args = p.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:

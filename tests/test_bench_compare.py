@@ -49,7 +49,7 @@ def test_every_retrain_chooses_its_checkpoint_on_the_whole_validation_subset_eve
     """The quick preset scores the first 32 validation images every few epochs; a comparison scores all of them
     after every epoch (a None change would have kept the preset's 32)."""
     args = argparse.Namespace(dataset="synthetic", split=None, data_root=None, crop=128, epochs=15, batch_size=8,
-                              preset="quick")
+                              preset="quick", precision="auto")
     cfg = load_bench("compare").retrain_config({"baseline": "repisd"}, args, seed=1)
     assert cfg.train.val_max_images is None
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.val_every, cfg.train.seed) == (15, 8, 1, 1)

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Sequence
 
 import hnanas
-from hnanas.fileio import write_text
+from hnanas.fileio import read_json, write_text
 from hnanas.progress import progress
 from hnanas.report.architecture import architecture_of_run
 from hnanas.report.data import pareto_front, pareto_points, report_devices, run_latencies, runs_table
 from hnanas.report.markdown import csv_table, markdown_table, ms, pct, summary_line
 from hnanas.report.runs import STATUS_RETRAINED, RunRecord, find_runs
+from hnanas.report.versus import FILE as VERSUS_FILE, versus_markdown
 
 log = logging.getLogger(__name__)
 DEFAULT_OUT = Path("runs") / "report"
@@ -110,9 +111,30 @@ def write_report(patterns: Sequence[str | os.PathLike], out: str | os.PathLike |
     write_text(out / "runs.md", "# Runs\n\n" + table)
     write_text(out / "runs.csv", csv_table(rows))
     lines = _index(runs, rows, devices, table, pareto_pngs, arch_pngs, extra_figures, out)
+    for folder in (Path(p) for p in patterns if (Path(p) / VERSUS_FILE).is_file()):
+        section, png = _versus_section(folder, figures_dir, out)
+        at = lines.index("## All runs")
+        lines[at:at] = section
+        written.append(png)
     index = write_text(out / "index.md", "\n".join(lines) + "\n")
     log.info("report of %d run(s) written to %s", len(runs), index)
     return ReportResult(out, index, len(runs), written)
+
+
+def _versus_section(folder: Path, figures_dir: Path, out: Path) -> tuple[list[str], Path]:
+    """The search-vs-random comparison ``bench/search_vs_random.py`` left in ``folder``: its figure and table."""
+    from hnanas.report.figures import draw_versus
+
+    result = read_json(folder / VERSUS_FILE)
+    png = draw_versus(result["networks"], figures_dir / f"search_vs_random_{slug(folder.name)}.png")
+    b = result.get("budget", {})
+    lines = [f"## Search vs random at the same latency ({folder.name})", "",
+             f"The searched network against {result.get('k')} random networks of its space predicted within "
+             f"±{100 * result.get('tol', 0):g} % of its {ms(result.get('target_ms'))} ms, each retrained with seeds "
+             f"{b.get('seeds')} for {b.get('epochs')} epochs ({b.get('crop')}-px crops, batch {b.get('batch_size')}) "
+             f"on {Path(str(result.get('dataset'))).name} {result.get('split') or ''}; test metrics, mean ± seed std.",
+             "", f"![search vs random]({_rel(png, out)})", "", versus_markdown(result), ""]
+    return lines, png
 
 
 def _index(runs, rows, devices, table, pareto_pngs, arch_pngs, extra_figures, out: Path) -> list[str]:

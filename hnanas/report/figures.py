@@ -103,6 +103,41 @@ def draw_pareto(points: Sequence[ParetoPoint], device: str, path: str | Path, *,
     return Path(path)
 
 
+VERSUS_STYLE = {"random": ("o", "0.55", "random at the searched latency"), "searched": ("*", "C0", "searched"),
+                "ablation": ("D", "C1", "latency-only ablation"), "baseline": ("s", "C3", "baseline")}
+
+
+def draw_versus(networks: Sequence[dict], path: str | Path, *, title: str = "") -> Path:
+    """Test IoU (mean over seeds, bars: seed std) against measured latency (the table's prediction where none
+    was measured; log axis) for the random cloud, the searched network, the ablation and the baselines."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    for role, (marker, color, label) in VERSUS_STYLE.items():
+        group = [n for n in networks if n["role"] == role and n.get("iou_mean") is not None]
+        if not group:
+            continue
+        xs = [n.get("measured_ms") or n.get("predicted_ms") for n in group]
+        ys = [100 * n["iou_mean"] for n in group]
+        errs = [100 * (n.get("iou_std") or 0.0) for n in group]
+        ax.errorbar(xs, ys, yerr=errs, fmt=marker, color=color, ms=13 if marker == "*" else 7, capsize=3,
+                    label=label, zorder=3 if role != "random" else 2)
+        if role == "random":
+            mean = sum(ys) / len(ys)
+            ax.axhline(mean, color=color, lw=1, ls="--", label=f"random mean ({mean:.1f} %)", zorder=1)
+        else:
+            for n, x, y in zip(group, xs, ys):
+                ax.annotate(n["name"], (x, y), textcoords="offset points", xytext=(6, 5), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, measured; log scale)")
+    ax.set_ylabel("test IoU (%), mean ± seed std")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title or "Searched vs random networks at the same predicted latency")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def draw_architecture(layout: ArchLayout, path: str | Path) -> Path:
     """The nested grid: kept nodes coloured by their share of the predicted latency, op name and ms in each,
     pruned nodes dashed, kept edges as arrows (blue: from a coarser level, green: from a finer one)."""

@@ -1,0 +1,254 @@
+"""Does the search search? The searched network against random networks at its predicted latency (issue 14).
+
+A hardware-aware search must beat random networks of its space *at the same latency*, trained the same way, over
+several seeds (Li & Talwalkar 2019, Yang et al. 2020; ../shared/reference/search-eval.md). This bench:
+
+1. takes a search run (``--search DIR``), or runs the quick search into OUT/search (λ ``--latency-weight``, the
+   comparison's dataset; resumed if interrupted);
+2. samples ``--k`` random genotypes of the same space whose predicted latency, by the same table, is within
+   ``--tol`` of the searched network's (hnanas.latency.matched: a broad prior, so every latency band is
+   reachable), plus the latency-only ablation (the searched topology with the ops the latency term alone picks:
+   what stage 2 derives with its accuracy term switched off) and the baselines for scale;
+3. retrains every network from scratch with one budget (hnanas.train.budget: epochs, crops, batch, the quick
+   preset's optimiser and loss, checkpoint chosen after every epoch on the whole validation subset) for every
+   seed of ``--seeds`` (baselines: ``--baseline-seeds``), ``--jobs`` at a time, each on one thread; finished
+   retrains are skipped and interrupted ones resumed, so rerunning the command continues it;
+4. times each network's deploy-form ONNX export once, with nothing else running (ONNX Runtime, cpu, 1 thread,
+   the median of 3 fresh sessions), and writes OUT/search_vs_random.{json,md,png}: per network the mean ± std
+   over seeds of IoU, nIoU, Pd, Fa, the measured and predicted latency; the searched network's percentile among
+   the random ones, its gap to their mean in pooled seed standard deviations and a bootstrap 95 % interval of
+   that gap (hnanas.report.versus). ``hnanas report OUT`` shows the same table.
+
+    python bench/search_vs_random.py --out runs/bench/svr_nuaa                    # NUAA-SIRST idx_427, 2 cores
+    python bench/search_vs_random.py --dataset ../shared/datasets/NUDT-SIRST --split 50_50 --epochs 8 \\
+        --out runs/bench/svr_nudt --record bench/data/search_vs_random_NUDT-SIRST.json
+    python bench/search_vs_random.py --search runs/my_search --out runs/bench/svr_mine    # an existing search
+    python bench/search_vs_random.py --epochs 400 --crop 256 --batch-size 16 --jobs 1 ...  # a GPU budget
+
+Defaults are sized for the 2-core CPU: K = 8, seeds 0 1 2, 15 epochs of 128-px crops in batches of 8 (510 steps on
+NUAA-SIRST idx_427), two retrains at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from hnanas.envinfo import environment
+from hnanas.errors import HnanasError
+from hnanas.fileio import read_json, write_json, write_text
+from hnanas.genotype import load_genotype
+from hnanas.latency.matched import PRIOR, latency_only_ops, sample_at_latency
+from hnanas.report.figures import draw_versus
+from hnanas.report.versus import FILE, search_vs_random, summarise_networks, versus_markdown
+from hnanas.runs import RunDir, read_csv_rows
+from hnanas.search.config import SearchConfig, resolve_config
+from hnanas.search.run import load_table, run_search
+from hnanas.space import load_space
+from hnanas.train.budget import Budget, budget_config, retrain_all
+from hnanas.train.deploy import measure_latency
+from hnanas.train.export import export_run
+from hnanas.train.sources import resolve_spec
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def ensure_search(args: argparse.Namespace) -> Path:
+    """The search run: ``--search``, else OUT/search, searched (or resumed) here with the quick preset."""
+    if args.search is not None:
+        return args.search
+    folder = args.out / "search"
+    if (folder / "genotype.json").exists():
+        return folder
+    cfg = resolve_config("quick", {"space": args.space, "data.dataset": args.dataset, "data.split": args.split,
+                                   "data.data_root": args.data_root, "seed": 0,
+                                   "latency_weight": args.latency_weight, "latency_loss": args.latency_loss,
+                                   "target_latency_ms": args.target_latency})
+    print(f"search: quick preset, λ {args.latency_weight} -> {folder}", flush=True)
+    run_search(cfg, folder, resume=(folder / "config.yaml").exists())
+    return folder
+
+
+def plan_networks(args: argparse.Namespace, search: Path) -> list[dict]:
+    """The networks of this comparison (fixed once: OUT/networks.json), their genotype files written to
+    OUT/genotypes/."""
+    settings = {"search": str(search), "k": args.k, "tol": args.tol, "sample_seed": args.sample_seed,
+                "ablation": not args.no_ablation, "baselines": args.baselines}
+    plan_file = args.out / "networks.json"
+    if plan_file.exists():
+        plan = read_json(plan_file)
+        if plan["settings"] != settings:
+            raise SystemExit(f"search_vs_random: {plan_file} was planned with {plan['settings']}, not {settings}; "
+                             f"pass the same options or another --out")
+        return plan["networks"]
+    cfg = RunDir(search).read_config(SearchConfig)
+    space = load_space(cfg.space)
+    table = load_table(cfg, space)
+    searched = load_genotype(search / "genotype.json", space)
+    target = table.predict(searched, space).total_ms
+    space_ref = cfg.space
+    folder = args.out / "genotypes"
+    nets = [{"name": "searched", "role": "searched", "genotype": str(search / "genotype.json"), "space": space_ref,
+             "predicted_ms": target, "nodes": len(searched.nodes)}]
+    if not args.no_ablation:
+        stage1 = load_genotype(search / "stage1_genotype.json", space)
+        ablation = latency_only_ops(space, table, stage1)
+        ablation.save(folder / "latency_only.json", {"predicted_latency_ms": table.predict(ablation, space).total_ms})
+        nets.append({"name": "latency_only", "role": "ablation", "genotype": str(folder / "latency_only.json"),
+                     "space": space_ref, "predicted_ms": table.predict(ablation, space).total_ms,
+                     "nodes": len(ablation.nodes)})
+    for m in sample_at_latency(space, table, target, args.k, tol=args.tol, seed=args.sample_seed,
+                               exclude=(searched,)):
+        path = folder / f"{m.genotype.name}.json"
+        m.genotype.save(path, {"predicted_latency_ms": m.predicted_ms, "prior": PRIOR})
+        nets.append({"name": m.genotype.name, "role": "random", "genotype": str(path), "space": space_ref,
+                     "predicted_ms": m.predicted_ms, "nodes": len(m.genotype.nodes)})
+    for name in args.baselines:
+        nets.append({"name": name, "role": "baseline", "baseline": name, "predicted_ms": None})
+    write_json(plan_file, {"settings": settings, "target_ms": target, "table": str(table.path),
+                           "prior": PRIOR, "networks": nets})
+    return nets
+
+
+def model_of(net: dict) -> dict:
+    return {"baseline": net["baseline"]} if "baseline" in net else {"genotype": net["genotype"],
+                                                                    "space": net["space"]}
+
+
+def seeds_of(args: argparse.Namespace, net: dict) -> list[int]:
+    return args.baseline_seeds if net["role"] == "baseline" else args.seeds
+
+
+def retrain_dir(args: argparse.Namespace, net: dict, seed: int) -> Path:
+    return args.out / "nets" / net["name"] / f"seed{seed}"
+
+
+def measure(args: argparse.Namespace, nets: list[dict]) -> dict:
+    """Each network's deploy-form latency, measured once (from its first seed's checkpoint) with nothing else
+    running; cached in OUT/latency.json."""
+    cache_file = args.out / "latency.json"
+    cache = read_json(cache_file) if cache_file.exists() else {}
+    for net in nets:
+        if net["name"] in cache:
+            continue
+        best = retrain_dir(args, net, seeds_of(args, net)[0]) / "best.pt"
+        if not best.exists():
+            continue
+        onnx = args.out / "onnx" / f"{net['name']}.onnx"
+        export_run(checkpoint=best, out=onnx)
+        spec = resolve_spec(**model_of(net))
+        cache[net["name"]] = measure_latency(onnx.read_bytes(), spec, devices=["cpu"], threads=1, sessions=3)["cpu"]
+        write_json(cache_file, cache)
+        print(f"latency: {net['name']} {cache[net['name']]['measured_ms']:.2f} ms measured, predicted "
+              f"{net.get('predicted_ms') or float('nan'):.2f} ms", flush=True)
+    return cache
+
+
+def collect(args: argparse.Namespace, nets: list[dict], latency: dict) -> tuple[list[dict], list[dict]]:
+    rows, described = [], []
+    for net in nets:
+        entry = {k: net[k] for k in ("name", "role", "predicted_ms") if k in net}
+        entry["nodes"] = net.get("nodes")
+        entry["measured_ms"] = latency.get(net["name"], {}).get("measured_ms")
+        for seed in seeds_of(args, net):
+            metrics_file = retrain_dir(args, net, seed) / "metrics.json"
+            if not metrics_file.exists():
+                continue
+            m = read_json(metrics_file)
+            entry["params"], entry["macs"] = m.get("params"), m.get("macs")
+            rows.append({"net": net["name"], "seed": seed, **{k: m.get(k) for k in ("iou", "niou", "pd", "fa")},
+                         "val_iou": m.get("val_iou"), "best_epoch": m.get("best_epoch"),
+                         "train_seconds": m.get("training", {}).get("seconds"),
+                         "train_path": m.get("training", {}).get("train_path")})
+        described.append(entry)
+    return rows, described
+
+
+def search_seconds(search: Path) -> float | None:
+    rows = read_csv_rows(search / "search_log.csv") if (search / "search_log.csv").exists() else []
+    return round(sum(float(r.get("seconds") or 0) for r in rows), 1) if rows else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--search", type=Path, default=None, help="a finished search run (default: OUT/search, searched "
+                                                                "here with the quick preset)")
+    p.add_argument("--dataset", default=str(SHARED / "NUAA-SIRST"))
+    p.add_argument("--split", default=None, help="default: the dataset's official split (NUAA-SIRST idx_427)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--space", default="rep_nested", help="space of the search run made here (default rep_nested)")
+    p.add_argument("--latency-weight", type=float, default=0.01, help="λ of the search made here (default 0.01)")
+    p.add_argument("--latency-loss", choices=["add-linear", "mul-log", "hinge"], default="add-linear")
+    p.add_argument("--target-latency", type=float, default=None, metavar="MS")
+    p.add_argument("--k", type=int, default=8, help="random networks at the searched latency (default 8)")
+    p.add_argument("--tol", type=float, default=0.05, help="latency band, relative (default 0.05 = ±5 %%)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the random genotypes")
+    p.add_argument("--no-ablation", action="store_true", help="leave out the latency-only ablation")
+    p.add_argument("--baselines", nargs="*", default=["dnanet", "repisd"], help="baselines for scale (default "
+                                                                                 "dnanet repisd; none: --baselines)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="retrain seeds (default 0 1 2)")
+    p.add_argument("--baseline-seeds", type=int, nargs="+", default=None,
+                   help="the baselines' seeds (default: the first of --seeds; they are there for scale)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--precision", choices=["auto", "fp32", "fp32-cl", "bf16"], default="auto")
+    p.add_argument("--jobs", type=int, default=2, help="retrains at a time, one thread each (default 2)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench/search_vs_random"))
+    p.add_argument("--record", type=Path, default=None, help="also copy the summary JSON here (bench/data/...)")
+    args = p.parse_args(argv)
+    args.baseline_seeds = args.baseline_seeds or args.seeds[:1]
+    if len(set(args.seeds)) != len(args.seeds) or args.k < 2 or args.jobs < 1:
+        raise SystemExit("search_vs_random: --seeds must be distinct, --k at least 2, --jobs at least 1")
+    t0 = time.time()
+    search = ensure_search(args)
+    nets = plan_networks(args, search)
+    budget = Budget(epochs=args.epochs, crop=args.crop, batch_size=args.batch_size, precision=args.precision,
+                    threads=1 if args.jobs > 1 else None, measure_latency=False)
+    data = {"dataset": args.dataset, "split": args.split, "data_root": args.data_root}
+    # every network's first seed, then the next seeds, the (slow) baselines last: partial results stay usable
+    order = sorted(((net["role"] == "baseline", seed_rank, net["name"], net, seed) for net in nets
+                    for seed_rank, seed in enumerate(seeds_of(args, net))), key=lambda t: t[:3])
+    jobs = [(budget_config(budget, model_of(net), data, seed), retrain_dir(args, net, seed))
+            for *_, net, seed in order]
+    started = time.time()
+
+    def done(out: Path, k: int, n: int) -> None:
+        print(f"retrain {k}/{n} done: {out.relative_to(args.out)} ({(time.time() - started) / 60:.1f} min)",
+              flush=True)
+
+    retrain_all(jobs, workers=args.jobs, done=done)
+    latency = measure(args, nets)
+    rows, described = collect(args, nets, latency)
+    networks = summarise_networks(rows, described)
+    result = {"networks": networks, "rows": rows, "verdict": search_vs_random(networks),
+              "target_ms": read_json(args.out / "networks.json")["target_ms"], "search": str(search),
+              "search_seconds": search_seconds(search), "prior": PRIOR,
+              "budget": {"epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": "quick",
+                         "precision": args.precision, "seeds": args.seeds, "baseline_seeds": args.baseline_seeds,
+                         "jobs": args.jobs, "checkpoint": "best validation IoU, every epoch, whole subset"},
+              "dataset": args.dataset, "split": args.split, "k": args.k, "tol": args.tol,
+              "command": " ".join(["python", "bench/search_vs_random.py", *(argv or sys.argv[1:])]),
+              "wall_seconds_this_call": round(time.time() - t0, 1), "environment": environment()}
+    write_json(args.out / FILE, result)
+    text = versus_markdown(result)
+    write_text(args.out / "search_vs_random.md", text + "\n")
+    draw_versus(networks, args.out / "search_vs_random.png",
+                title=f"Searched vs {args.k} random networks at {result['target_ms']:.1f} ms ± {100 * args.tol:g} % "
+                      f"({Path(args.dataset).name} {args.split})")
+    print(text)
+    if args.record is not None:
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.out / FILE, args.record)
+    print(f"written: {args.out / FILE}, {args.out / 'search_vs_random.md'}, {args.out / 'search_vs_random.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except HnanasError as exc:
+        sys.exit(f"search_vs_random: {exc}")

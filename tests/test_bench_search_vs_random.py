@@ -1,0 +1,88 @@
+"""bench/search_vs_random.py: plan (searched, latency-matched random, ablation), retrain per seed, measure, judge;
+resumes without redoing anything; ``hnanas report`` shows the result."""
+
+from __future__ import annotations
+
+import pytest
+
+from _helpers import load_bench, synthetic_table
+from hnanas.data.synthetic import SynthParams, write_synthetic
+from hnanas.fileio import read_json, write_text
+from hnanas.genotype import load_genotype, make_genotype
+from hnanas.latency.table import LatencyTable
+from hnanas.report.build import write_report
+from hnanas.runs import RunDir
+from hnanas.search.config import resolve_config
+from hnanas.space import load_space
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory):
+    """A finished-looking tiny search run: config (with its table), stage-1 topology, genotype, log."""
+    root = tmp_path_factory.mktemp("svr")
+    write_synthetic(root / "syn", SynthParams(n=24, size=64, seed=0))
+    space = load_space("tiny")
+    table = synthetic_table(space).save(root / "tiny_cpu_t1.csv")
+    cfg = resolve_config("quick", {"space": "tiny", "table": str(table), "data.dataset": str(root / "syn"),
+                                   "data.val_fraction": 0.25})
+    run = RunDir.create(root / "out" / "search")  # where the bench puts the search it runs itself
+    run.write_config(cfg)
+    inputs = {"0_0": ["input"], "1_0": ["0_0"], "2_0": ["1_0"], "0_1": ["0_0", "1_0"], "1_1": ["1_0", "2_0"],
+              "0_2": ["0_1", "1_1"]}
+    make_genotype(space, inputs, "res3", name="stage1").save(run.file("stage1_genotype.json"))
+    make_genotype(space, inputs, {"0_0": "res3", "1_0": "mb3e2", "2_0": "repconv", "0_1": "res3", "1_1": "mb3e2",
+                                  "0_2": "repconv"}, name="searched").save(run.file("genotype.json"))
+    write_text(run.file("search_log.csv"), "step,seconds\n1,2.5\n2,3.5\n")
+    return root
+
+
+def test_search_vs_random_plans_retrains_measures_and_judges(search_run, capsys):
+    root = search_run
+    bench = load_bench("search_vs_random")
+    out = root / "out"
+    argv = ["--search", str(out / "search"), "--dataset", str(root / "syn"), "--k", "2", "--seeds", "3",
+            "--baselines", "--epochs", "1", "--crop", "32", "--batch-size", "4", "--jobs", "1",
+            "--precision", "fp32", "--out", str(out), "--record", str(root / "recorded.json")]
+    assert bench.main(argv) == 0
+    plan = read_json(out / "networks.json")
+    space = load_space("tiny")
+    table = LatencyTable.load(root / "tiny_cpu_t1.csv", space=space)
+    target = plan["target_ms"]
+    roles = [n["role"] for n in plan["networks"]]
+    assert roles == ["searched", "ablation", "random", "random"]
+    for n in plan["networks"]:
+        if n["role"] == "random":  # within the band, by the same table
+            assert abs(n["predicted_ms"] - target) <= 0.05 * target
+    result = read_json(out / "search_vs_random.json")
+    assert read_json(root / "recorded.json") == result
+    assert result["search_seconds"] == 6.0 and result["budget"]["seeds"] == [3]
+    nets = {n["name"]: n for n in result["networks"]}
+    for n in nets.values():  # one seed here (each retrain exports twice: seconds); the statistics have own tests
+        assert n["seeds"] == [3] and len(n["iou_values"]) == 1 and n["measured_ms"] > 0
+        row = read_json(out / "nets" / n["name"] / "seed3" / "metrics.json")
+        assert n["iou_mean"] == row["iou"] and n["iou_std"] is None and n["params"] == row["params"]
+    # the ablation runs the stage-1 topology with the ops the latency term alone picks: never slower than searched
+    assert nets["latency_only"]["predicted_ms"] <= nets["searched"]["predicted_ms"] + 1e-9
+    ablation = load_genotype(out / "genotypes" / "latency_only.json", space)
+    assert table.predict(ablation, space).total_ms == pytest.approx(nets["latency_only"]["predicted_ms"])
+    verdict = result["verdict"]
+    assert verdict["complete"] and verdict["n_random"] == 2
+    iou = verdict["searched"]["iou"]
+    means = [nets[f"random_{i}"]["iou_mean"] for i in range(2)]
+    assert iou["beats"] == sum(m < nets["searched"]["iou_mean"] for m in means)
+    assert iou["gap"] == pytest.approx(nets["searched"]["iou_mean"] - sum(means) / 2)
+    assert iou["gap_ci95"] is None and iou["pooled_seed_std"] is None  # one seed: no seed spread to pool
+    assert (out / "search_vs_random.png").stat().st_size > 0
+    text = (out / "search_vs_random.md").read_text()
+    assert "| searched | searched | 1 |" in text and "above" in text
+    mtimes = {p: p.stat().st_mtime for p in out.glob("nets/*/seed*/metrics.json")}
+    assert len(mtimes) == 4
+    capsys.readouterr()
+    assert bench.main(argv) == 0  # resumed: nothing retrained again
+    assert {p: p.stat().st_mtime for p in out.glob("nets/*/seed*/metrics.json")} == mtimes
+    with pytest.raises(SystemExit, match="was planned with"):
+        bench.main([*argv[:-4], "--k", "3", "--out", str(out)])
+    report = write_report([out], out=out / "report")  # the search run, and the comparison's section
+    index = report.index.read_text()
+    assert report.runs == 1 and "## Search vs random at the same latency (out)" in index
+    assert "| searched | searched | 1 |" in index and (out / "report/figures/search_vs_random_out.png").is_file()
