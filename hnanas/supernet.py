@@ -209,3 +209,26 @@ class OpSupernet(_Supernet):
         """The most probable op of every node on the stage-1 topology."""
         ops = {n: self.node_ops[n][int(a.argmax())] for n, a in self.arch.items()}
         return make_genotype(self.space, self.topology.inputs, ops, name=name)
+
+
+class OneShotSupernet(OpSupernet):
+    """Every network of the space in one set of shared weights (single-path one-shot, as SPOS): the densest
+    topology, each node holding every op at its full input width. A genotype runs as a sub-network: its kept
+    nodes in order, each on its op's weights, the inputs it drops given as zeros (so every node sees the channel
+    layout its weights were trained on). Used to score architectures with inherited weights, not by the search."""
+
+    def __init__(self, space: SearchSpace, ops: list[str] | None = None):
+        dense = make_genotype(space, {n.id: n.candidates for n in space.nodes}, space.stage1_op, name="dense")
+        super().__init__(space, dense, ops)
+
+    def forward(self, x: torch.Tensor, genotype: Genotype) -> torch.Tensor:  # type: ignore[override]
+        cache = FeatureCache(self.space, x)
+        for node, kept, op in genotype.nodes:
+            n = self.space.node(node)
+            parts = [cache.at_level(src, n.level) if src in kept else None for src in n.candidates]
+            shape = next(p for p in parts if p is not None).shape
+            parts = [p if p is not None else x.new_zeros(shape[0], self.space.channels_of(src), *shape[2:])
+                     for p, src in zip(parts, n.candidates)]
+            h = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            cache[node] = self.cells[node][self.node_ops[node].index(op)](h)
+        return self.head(cache[self.space.output])
