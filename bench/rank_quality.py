@@ -144,7 +144,7 @@ def measure(args, archs: list[dict]) -> dict:
             continue
         onnx = args.out / "onnx" / f"{a['name'].replace('/', '_')}.onnx"
         export_run(checkpoint=best, out=onnx)
-        spec = resolve_spec(a["genotype"], "rep_nested")
+        spec = resolve_spec(a["genotype"], args.space)
         cache[a["name"]] = measure_latency(onnx.read_bytes(), spec, devices=["cpu"], threads=1)["cpu"]["measured_ms"]
         write_json(cache_file, cache)
     return cache
@@ -249,9 +249,9 @@ def score(rows: list[dict], signals: dict) -> dict:
         result["signals"][name] = rank_agreement({a: None if v is None else sign * v for a, v in got.items()},
                                                  truth)
     for k in LOSS_EPOCHS:  # one seed's training loss against the other seed's test IoU, both pairings averaged
-        for label, fn in ((f"train_loss_epoch{k}", lambda ls: ls[k - 1]),
-                          (f"tse_epochs1-{k}", lambda ls: sum(ls[:k]))):
-            pairs = [rank_agreement({a: -fn(json.loads(s[1 - t]["epoch_losses"])) for a, s in done.items()},
+        for label, fn in ((f"train_loss_epoch{k}", lambda ls: -ls[k - 1] if len(ls) >= k else None),
+                          (f"tse_epochs1-{k}", lambda ls: -sum(ls[:k]) if len(ls) >= k else None)):
+            pairs = [rank_agreement({a: fn(json.loads(s[1 - t]["epoch_losses"])) for a, s in done.items()},
                                     {a: s[t]["test_iou"] for a, s in done.items()}) for t in SEEDS]
             result["signals"][label] = {"n": pairs[0]["n"], "cross_seed": True, **{
                 key: statistics.fmean(p[key] for p in pairs) if all(p[key] is not None for p in pairs) else None
@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-seed", type=int, default=0)
     p.add_argument("--include", type=Path, nargs="*", default=[], help="search_vs_random output folders whose "
                                                                         "networks join the ground truth")
-    p.add_argument("--table", type=Path, default=None, help="latency table (default: the shipped rep_nested cpu t1)")
+    p.add_argument("--space", default="rep_nested", help="search space (default rep_nested)")
+    p.add_argument("--table", type=Path, default=None, help="latency table (default: the space's shipped cpu t1)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
@@ -290,13 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--record-csv", type=Path, default=None, help="copy OUT/ground_truth.csv here")
     args = p.parse_args(argv)
     t0 = time.time()
-    space = load_space("rep_nested")
+    space = load_space(args.space)
     table = LatencyTable.load(args.table or default_table_path(space, "cpu", 1), space=space)
     archs = plan(args, space, table)
     budget = Budget(epochs=args.epochs, crop=args.crop, batch_size=args.batch_size, precision=args.precision,
                     threads=1 if args.jobs > 1 else None, measure_latency=False)
     data_keys = {"dataset": args.dataset, "split": args.split}
-    jobs = [(budget_config(budget, {"genotype": a["genotype"], "space": "rep_nested"}, data_keys, seed),
+    jobs = [(budget_config(budget, {"genotype": a["genotype"], "space": args.space}, data_keys, seed),
              Path(a["folder"]) / f"seed{seed}") for seed in SEEDS for a in archs]
     retrain_all(jobs, workers=args.jobs, done=lambda out, k, n: print(f"retrain {k}/{n} done: {out}", flush=True))
     rows = ground_truth(args, archs, measure(args, archs))

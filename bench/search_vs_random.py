@@ -14,7 +14,7 @@ several seeds (Li & Talwalkar 2019, Yang et al. 2020; ../shared/reference/search
    seed of ``--seeds`` (baselines: ``--baseline-seeds``), ``--jobs`` at a time, each on one thread; finished
    retrains are skipped and interrupted ones resumed, so rerunning the command continues it;
 4. times each network's deploy-form ONNX export once, with nothing else running (ONNX Runtime, cpu, 1 thread,
-   the median of 3 fresh sessions), and writes OUT/search_vs_random.{json,md,png}: per network the mean ± std
+   the median of 3 fresh sessions; in its first seed's retrain with ``--jobs 1``, else afterwards), and writes OUT/search_vs_random.{json,md,png}: per network the mean ± std
    over seeds of IoU, nIoU, Pd, Fa, the measured and predicted latency; the searched network's percentile among
    the random ones, its gap to their mean in pooled seed standard deviations and a bootstrap 95 % interval of
    that gap (hnanas.report.versus). ``hnanas report OUT`` shows the same table.
@@ -127,22 +127,25 @@ def retrain_dir(args: argparse.Namespace, net: dict, seed: int) -> Path:
 
 
 def measure(args: argparse.Namespace, nets: list[dict]) -> dict:
-    """Each network's deploy-form latency, measured once (from its first seed's checkpoint) with nothing else
-    running; cached in OUT/latency.json."""
+    """Each network's deploy-form latency, measured once with nothing else running: by its first seed's retrain
+    when retrains ran one at a time, else here from that retrain's checkpoint. Cached in OUT/latency.json."""
     cache_file = args.out / "latency.json"
     cache = read_json(cache_file) if cache_file.exists() else {}
     for net in nets:
         if net["name"] in cache:
             continue
-        best = retrain_dir(args, net, seeds_of(args, net)[0]) / "best.pt"
-        if not best.exists():
+        folder = retrain_dir(args, net, seeds_of(args, net)[0])
+        if not (folder / "metrics.json").exists():
             continue
-        onnx = args.out / "onnx" / f"{net['name']}.onnx"
-        export_run(checkpoint=best, out=onnx)
-        spec = resolve_spec(**model_of(net))
-        cache[net["name"]] = measure_latency(onnx.read_bytes(), spec, devices=["cpu"], threads=1, sessions=3)["cpu"]
+        timed = read_json(folder / "latency.json").get("cpu") if (folder / "latency.json").exists() else None
+        if timed is None:
+            onnx = args.out / "onnx" / f"{net['name']}.onnx"
+            export_run(checkpoint=folder / "best.pt", out=onnx)
+            spec = resolve_spec(**model_of(net))
+            timed = measure_latency(onnx.read_bytes(), spec, devices=["cpu"], threads=1, sessions=3)["cpu"]
+        cache[net["name"]] = timed
         write_json(cache_file, cache)
-        print(f"latency: {net['name']} {cache[net['name']]['measured_ms']:.2f} ms measured, predicted "
+        print(f"latency: {net['name']} {timed['measured_ms']:.2f} ms measured, predicted "
               f"{net.get('predicted_ms') or float('nan'):.2f} ms", flush=True)
     return cache
 
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     search = ensure_search(args)
     nets = plan_networks(args, search)
     budget = Budget(epochs=args.epochs, crop=args.crop, batch_size=args.batch_size, precision=args.precision,
-                    threads=1 if args.jobs > 1 else None, measure_latency=False)
+                    threads=1 if args.jobs > 1 else None, measure_latency=args.jobs == 1)
     data = {"dataset": args.dataset, "split": args.split, "data_root": args.data_root}
     # every network's first seed, then the next seeds, the (slow) baselines last: partial results stay usable
     order = sorted(((net["role"] == "baseline", seed_rank, net["name"], net, seed) for net in nets

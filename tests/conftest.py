@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HNANAS_SHARED", REPO.parent / "shared"))
 NUAA = SHARED / "datasets" / "NUAA-SIRST"
+NUDT = SHARED / "datasets" / "NUDT-SIRST"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,6 +49,14 @@ def nuaa_root() -> Path:
     if not (NUAA / "images").is_dir():
         pytest.skip(f"real NUAA-SIRST not found at {NUAA}")
     return NUAA
+
+
+@pytest.fixture
+def nudt_root() -> Path:
+    """The real NUDT-SIRST (DNANet layout, 50_50) from ../shared (read-only); skipped when it is absent."""
+    if not (NUDT / "images").is_dir():
+        pytest.skip(f"real NUDT-SIRST not found at {NUDT}")
+    return NUDT
 
 
 @pytest.fixture

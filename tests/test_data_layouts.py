@@ -27,6 +27,23 @@ def test_nuaa_splits_have_the_official_counts(nuaa_root):
 
 
 @pytest.mark.real_data
+def test_nudt_is_read_in_its_own_layout_with_the_official_split(nudt_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HNANAS_CACHE", str(tmp_path / "cache"))
+    index = open_dataset("NUDT-SIRST", data_root=nudt_root.parent)  # by name under a data root, as --dataset
+    assert index.name == "NUDT-SIRST" and index.layout == "dnanet" and index.root == nudt_root
+    assert len(index.items) == 1327 and index.default_split == "50_50" and list(index.splits) == ["50_50"]
+    split = index.split()
+    assert (len(split.train), len(split.test)) == (663, 664) and set(split.train).isdisjoint(split.test)
+    assert split.train[:2] == ("001137", "000345") and split.test[0] == "000541"  # in the list files' order
+    for image_id in (split.train[0], split.test[-1]):
+        paths = index.paths(image_id)
+        image = load_image(paths.image)  # RGB with equal channels -> one channel
+        mask = load_mask(paths.mask, image.shape, "error")
+        assert image.shape == mask.shape == (256, 256) and mask.dtype == bool and 1 <= mask.sum() < 200
+    assert open_dataset(nudt_root).root == nudt_root  # or by its folder
+
+
+@pytest.mark.real_data
 def test_nuaa_misc111_mismatch_policies(nuaa_root, caplog):
     index = index_folder(nuaa_root)
     paths = index.paths("Misc_111")

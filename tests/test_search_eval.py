@@ -8,8 +8,8 @@ import random
 import pytest
 
 from hnanas.errors import HnanasError
-from hnanas.genotype import named_genotypes, sample_genotype
-from hnanas.latency.matched import draw_genotype, latency_range, sample_at_latency
+from hnanas.genotype import make_genotype, named_genotypes, sample_genotype
+from hnanas.latency.matched import draw_genotype, latency_range, latency_only_ops, sample_at_latency
 from hnanas.latency.table import LatencyTable, default_table_path
 from hnanas.report.stats import bootstrap_gap, percentile_among, pooled_std, rank_agreement, versus_random
 from hnanas.space import load_space
@@ -104,3 +104,21 @@ def test_rank_agreement_on_known_rankings():
     assert one_swap["kendall_tau"] == pytest.approx(0.8)  # 9 concordant, 1 discordant of 10 pairs
     partial = rank_agreement({"a": 1, "b": None, "c": float("nan"), "d": 4, "x": 9}, truth)
     assert partial["n"] == 2 and partial["kendall_tau"] is None
+
+
+def test_latency_only_ops_cannot_be_improved_by_changing_one_node(shipped):
+    """The ablation's ops (what stage 2's latency term alone drives to): no single-node change of op lowers the
+    table's prediction, and it is below the same topology with every node on res3 or on a random op."""
+    space, table = shipped
+    topology = named_genotypes(space)["dnanet_res3"]
+    best = latency_only_ops(space, table, topology)
+    assert best.inputs == topology.inputs and best.name == "latency_only"
+    ms = table.predict(best, space).total_ms
+    assert ms < table.predict(topology, space).total_ms
+    rng = random.Random(3)
+    mixed = {node: rng.choice(space.ops) for node in topology.ops}
+    assert ms <= table.predict(make_genotype(space, topology.inputs, mixed), space).total_ms
+    for node in best.ops:
+        for op in space.ops:
+            other = make_genotype(space, topology.inputs, {**best.ops, node: op})
+            assert table.predict(other, space).total_ms >= ms - 1e-9

@@ -41,7 +41,8 @@ def grad_norm(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_
 def snip(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: Callable) -> float:
     """SNIP saliency: sum over weights of |d loss / d w * w| (a copy of ``model`` is used)."""
     pairs = _loss_and_grads(copy.deepcopy(model), images, masks, loss_fn)
-    return float(sum((g.double() * p.double()).abs().sum() for p, g in pairs))
+    with torch.no_grad():
+        return float(sum((g.double() * p.double()).abs().sum() for p, g in pairs))
 
 
 def synflow(model: nn.Module, shape: tuple[int, ...]) -> float:
@@ -55,7 +56,8 @@ def synflow(model: nn.Module, shape: tuple[int, ...]) -> float:
     out = m(torch.ones(shape, dtype=torch.float64))
     out = out[-1] if isinstance(out, (list, tuple)) else out
     out.sum().backward()
-    return float(sum((p * p.grad).sum() for p in m.parameters() if p.grad is not None))
+    with torch.no_grad():
+        return float(sum((p * p.grad).sum() for p in m.parameters() if p.grad is not None))
 
 
 def one_shot_forward(space: SearchSpace, rng: random.Random) -> Callable:

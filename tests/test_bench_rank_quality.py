@@ -1,0 +1,118 @@
+"""bench/rank_quality.py: the architectures it plans, the signals it computes, and how it scores them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+
+from _helpers import load_bench, synthetic_table
+from hnanas.data import build_data
+from hnanas.data.synthetic import SynthParams, write_synthetic
+from hnanas.fileio import write_json
+from hnanas.genotype import named_genotypes
+from hnanas.space import load_space
+from hnanas.train.budget import Budget, budget_config
+from hnanas.train.optim import build_train_loss
+
+bench = load_bench("rank_quality")
+
+
+def _row(arch, seed, test_iou, losses, **extra):
+    return {"arch": arch, "seed": seed, "test_iou": test_iou, "val_iou": test_iou, "params": extra.get("params", 1),
+            "macs": extra.get("macs", 1), "predicted_ms": extra.get("ms", 1.0), "epoch_losses": json.dumps(losses)}
+
+
+def test_score_ranks_signals_against_the_mean_test_iou_and_gives_the_seed_ceiling():
+    iou = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4, "e": 0.5}
+    rows = []
+    for k, (arch, v) in enumerate(iou.items()):
+        # seed 1 swaps a and b: the ceiling is below 1; losses fall as IoU rises (a perfect loss signal)
+        v1 = {"a": 0.2, "b": 0.1}.get(arch, v)
+        rows += [_row(arch, 0, v, [1.0 - v, 0.9 - v], params=10 - k, ms=float(k)),
+                 _row(arch, 1, v1, [1.0 - v1, 0.9 - v1], params=10 - k, ms=float(k))]
+    rows.append(_row("lonely", 0, 0.9, [0.1, 0.1]))  # one seed only: left out
+    mean = {a: v for a, v in iou.items()} | {"a": 0.15, "b": 0.15}  # the truth: mean over the two seeds
+    signals = {a: {"grad_norm": v, "supernet_val_loss": -v, "synflow": None} for a, v in mean.items()}
+    result = bench.score(rows, signals)
+    assert result["n_archs"] == 5
+    assert result["ceiling_seed0_vs_seed1"]["kendall_tau"] == pytest.approx(0.8)
+    s = result["signals"]
+    assert s["grad_norm"]["kendall_tau"] == pytest.approx(1.0)
+    assert s["supernet_val_loss"]["kendall_tau"] == pytest.approx(1.0)  # lower loss = better, sign applied
+    tie = 9 / math.sqrt(10 * 9)  # tau-b: 9 concordant pairs of 10, a and b tie in the truth
+    assert s["predicted_ms"]["kendall_tau"] == pytest.approx(tie) and s["params"]["kendall_tau"] == pytest.approx(-tie)
+    assert s["synflow"]["kendall_tau"] is None and s["synflow"]["n"] == 0
+    # one seed's loss against the other seed's IoU: each pairing has one swapped pair of 10
+    assert s["train_loss_epoch1"]["cross_seed"] and s["train_loss_epoch1"]["kendall_tau"] == pytest.approx(0.8)
+    assert s["tse_epochs1-2"]["kendall_tau"] == pytest.approx(0.8)
+    assert s["train_loss_epoch5"]["kendall_tau"] is None  # two epochs logged: no fifth
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rank")
+    write_synthetic(root / "syn", SynthParams(n=24, size=64, seed=0))
+    space = load_space("tiny")
+    table_path = synthetic_table(space).save(root / "tiny_cpu_t1.csv")
+    return root, space, table_path
+
+
+def _args(root, **changes):
+    base = dict(spread=3, max_ms=1e9, sample_seed=0, include=[], out=root / "out", space="tiny", epochs=1,
+                crop=32, batch_size=4, dataset=str(root / "syn"), supernet_epochs=1, bn_batches=1)
+    base.update(changes)
+    return argparse.Namespace(**base)
+
+
+def test_plan_spreads_random_networks_over_the_latency_range_and_keeps_its_plan(tiny):
+    root, space, table_path = tiny
+    from hnanas.latency.table import LatencyTable
+
+    table = LatencyTable.load(table_path, space=space)
+    svr = root / "svr"
+    named_genotypes(space)["chain_res3"].save(svr / "genotypes" / "g.json")
+    write_json(svr / "networks.json", {"networks": [
+        {"name": "searched", "role": "searched", "genotype": str(svr / "genotypes" / "g.json")},
+        {"name": "dnanet", "role": "baseline", "baseline": "dnanet"}]})
+    args = _args(root, include=[svr])
+    archs = bench.plan(args, space, table)
+    roles = [a["role"] for a in archs]
+    assert roles == ["named"] * 3 + ["spread"] * 3 + ["included searched"]  # baselines are not of the space
+    spread = [a["predicted_ms"] for a in archs if a["role"] == "spread"]
+    assert spread == sorted(spread) and spread[-1] > 2 * spread[0]
+    assert archs[-1]["folder"] == str(svr / "nets" / "searched") and archs[-1]["name"] == "svr/searched"
+    assert bench.plan(args, space, table) == archs  # planned once
+    with pytest.raises(SystemExit, match="was planned with"):
+        bench.plan(_args(root, include=[svr], spread=4), space, table)
+
+
+def test_zero_cost_and_inherited_weight_signals_on_a_tiny_space(tiny):
+    root, space, _ = tiny
+    args = _args(root, out=root / "signals")
+    cfg = budget_config(Budget(epochs=1, crop=32, batch_size=4, measure_latency=False),
+                        {"genotype": "dense_res3", "space": "tiny"}, {"dataset": str(root / "syn")}, 0)
+    data, loss_fn = build_data(cfg.data), build_train_loss(cfg.train.loss)
+    folder = root / "g"
+    archs = []
+    for name, g in named_genotypes(space).items():
+        g.save(folder / f"{name}.json")
+        archs.append({"name": name, "genotype": str(folder / f"{name}.json")})
+    zc = bench.zero_cost(args, space, archs, data, loss_fn)
+    assert set(zc) == {a["name"] for a in archs}
+    for values in zc.values():
+        assert all(math.isfinite(v) and v > 0 for v in values.values())
+    assert zc["dense_res3"]["synflow"] > zc["chain_res3"]["synflow"]  # more paths, more synaptic flow
+
+    net = bench.train_supernet(args, space, data, loss_fn)
+    state = torch.load(root / "signals" / "supernet" / "supernet.pt", weights_only=True)
+    assert state["epoch"] == 1
+    again = bench.train_supernet(args, space, data, loss_fn)  # resumed: nothing left to train, same weights
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    scores = bench.inherited(args, space, archs, net, data, loss_fn)
+    for s in scores.values():
+        assert 0 <= s["supernet_val_iou"] <= 1 and s["supernet_val_loss"] > 0 and s["supernet_bn_val_loss"] > 0
+    assert any(s["supernet_bn_val_loss"] != s["supernet_val_loss"] for s in scores.values())
