@@ -27,7 +27,7 @@ rows (one per network and seed) and the per-network summary go to OUT/compare.js
         --target-latency 47 --out runs/bench/compare_hinge     # the most accurate net within 47 ms (1/5 DNANet)
     python bench/compare.py --preset paper --epochs 1500 --crop 256 --batch-size 16        # on a GPU (issue 6)
 
-A search folder already in OUT is reused only if it was searched with the same latency settings.
+A search folder already in OUT is reused only if it was searched with the same space and latency settings.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ from pathlib import Path
 
 from hnanas.envinfo import environment
 from hnanas.errors import HnanasError
-from hnanas.fileio import read_yaml, write_json
+from hnanas.fileio import write_json
 from hnanas.report.build import write_report
 from hnanas.report.data import report_devices, runs_table
 from hnanas.report.runs import find_runs
 from hnanas.search.config import resolve_config
-from hnanas.search.run import run_search
+from hnanas.search.run import search_once
 from hnanas.train.budget import Budget, budget_config, retrain_once
 from hnanas.train.presets import RetrainConfig
 
@@ -64,10 +64,7 @@ def model_source(net: str, folder: Path, args: argparse.Namespace) -> dict:
                                            "data.data_root": args.data_root, "seed": 0,
                                            "latency_weight": args.latency_weight, "latency_loss": args.latency_loss,
                                            "target_latency_ms": args.target_latency})
-        if (folder / "config.yaml").exists():
-            check_search_settings(folder, cfg)
-        if not (folder / "genotype.json").exists():
-            run_search(cfg, folder, resume=(folder / "config.yaml").exists())
+        search_once(cfg, folder)
         return {"genotype": str(folder / "genotype.json"), "space": what}
     if kind == "model":
         return {"baseline": what}
@@ -75,17 +72,6 @@ def model_source(net: str, folder: Path, args: argparse.Namespace) -> dict:
         name, _, space = what.partition("@")
         return {"genotype": name, "space": space}
     raise SystemExit(f"compare: unknown network {net!r}; use search:SPACE, model:NAME or genotype:NAME@SPACE")
-
-
-def check_search_settings(folder: Path, cfg) -> None:
-    """A search folder left by an earlier comparison is reused only if it was searched with these settings."""
-    done = read_yaml(folder / "config.yaml")
-    keys = ["latency_weight", "latency_loss", "target_latency_ms"]
-    wanted = {k: getattr(cfg, k) for k in keys}
-    found = {k: done.get(k) for k in keys}
-    if found != wanted:
-        raise SystemExit(f"compare: {folder} was searched with {found}, not {wanted}; pass the same options, or "
-                         f"another --out")
 
 
 def retrain_folder(net: str, out: Path, seed: int) -> Path:

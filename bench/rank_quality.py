@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default=str(SHARED / "NUAA-SIRST"))
     p.add_argument("--split", default=None)
-    p.add_argument("--spread", type=int, default=13, help="random architectures spread over the latency range")
-    p.add_argument("--max-ms", type=float, default=120.0, help="highest latency target of the spread (ms)")
+    p.add_argument("--spread", type=int, default=11, help="random architectures spread over the latency range")
+    p.add_argument("--max-ms", type=float, default=100.0, help="highest latency target of the spread (ms)")
     p.add_argument("--sample-seed", type=int, default=0)
     p.add_argument("--include", type=Path, nargs="*", default=[], help="search_vs_random output folders whose "
                                                                         "networks join the ground truth")

@@ -14,8 +14,9 @@ several seeds (Li & Talwalkar 2019, Yang et al. 2020; ../shared/reference/search
    seed of ``--seeds`` (baselines: ``--baseline-seeds``), ``--jobs`` at a time, each on one thread; finished
    retrains are skipped and interrupted ones resumed, so rerunning the command continues it;
 4. times each network's deploy-form ONNX export once, with nothing else running (ONNX Runtime, cpu, 1 thread,
-   the median of 3 fresh sessions; in its first seed's retrain with ``--jobs 1``, else afterwards), and writes OUT/search_vs_random.{json,md,png}: per network the mean ± std
-   over seeds of IoU, nIoU, Pd, Fa, the measured and predicted latency; the searched network's percentile among
+   the median of 3 fresh sessions; in its first seed's retrain with ``--jobs 1``, else afterwards), and writes
+   OUT/search_vs_random.{json,md,png}: per network the mean ± sample std over seeds of IoU, nIoU, Pd, Fa, the
+   measured and predicted latency; the searched network's percentile among
    the random ones, its gap to their mean in pooled seed standard deviations and a bootstrap 95 % interval of
    that gap (hnanas.report.versus). ``hnanas report OUT`` shows the same table.
 
@@ -46,7 +47,7 @@ from hnanas.report.figures import draw_versus
 from hnanas.report.versus import FILE, search_vs_random, summarise_networks, versus_markdown
 from hnanas.runs import RunDir, read_csv_rows
 from hnanas.search.config import SearchConfig, resolve_config
-from hnanas.search.run import load_table, run_search
+from hnanas.search.run import load_table, search_once
 from hnanas.space import load_space
 from hnanas.train.budget import Budget, budget_config, retrain_all
 from hnanas.train.deploy import measure_latency
@@ -60,16 +61,13 @@ def ensure_search(args: argparse.Namespace) -> Path:
     """The search run: ``--search``, else OUT/search, searched (or resumed) here with the quick preset."""
     if args.search is not None:
         return args.search
-    folder = args.out / "search"
-    if (folder / "genotype.json").exists():
-        return folder
     cfg = resolve_config("quick", {"space": args.space, "data.dataset": args.dataset, "data.split": args.split,
                                    "data.data_root": args.data_root, "seed": 0,
                                    "latency_weight": args.latency_weight, "latency_loss": args.latency_loss,
                                    "target_latency_ms": args.target_latency})
-    print(f"search: quick preset, λ {args.latency_weight} -> {folder}", flush=True)
-    run_search(cfg, folder, resume=(folder / "config.yaml").exists())
-    return folder
+    if not (args.out / "search" / "genotype.json").exists():
+        print(f"search: quick preset, λ {args.latency_weight} -> {args.out / 'search'}", flush=True)
+    return search_once(cfg, args.out / "search")
 
 
 def plan_networks(args: argparse.Namespace, search: Path) -> list[dict]:

@@ -32,17 +32,23 @@ def test_summary_is_mean_and_spread_over_seeds_per_network():
     assert b["iou_mean"] == 0.40 and b["iou_std"] is None and b["cpu_measured_ms"] is None
 
 
-def test_a_reused_search_folder_must_match_the_requested_latency_settings(tmp_path):
+def test_a_reused_search_folder_must_match_the_requested_space_and_latency_settings(tmp_path):
+    """compare.py and search_vs_random.py reuse a finished search folder through search_once, only if it was
+    searched in the same space with the same latency settings."""
+    from hnanas.errors import HnanasError
     from hnanas.fileio import write_yaml
     from hnanas.search.config import resolve_config
-    bench = load_bench("compare")
+    from hnanas.search.run import search_once
     cfg = resolve_config("quick", {"latency_weight": 0.01})
-    write_yaml(tmp_path / "config.yaml", {"latency_weight": 0.01, "latency_loss": "add-linear",
+    write_yaml(tmp_path / "config.yaml", {"space": "rep_nested", "latency_weight": 0.01, "latency_loss": "add-linear",
                                           "target_latency_ms": None})
-    bench.check_search_settings(tmp_path, cfg)
+    (tmp_path / "genotype.json").write_text("{}")
+    assert search_once(cfg, tmp_path) == tmp_path  # finished: reused, nothing run
     hinge = resolve_config("quick", {"latency_weight": 1.0, "latency_loss": "hinge", "target_latency_ms": 47.0})
-    with pytest.raises(SystemExit, match="another --out"):
-        bench.check_search_settings(tmp_path, hinge)
+    with pytest.raises(HnanasError, match="another output folder"):
+        search_once(hinge, tmp_path)
+    with pytest.raises(HnanasError, match="'space': 'rep_nested'"):
+        search_once(resolve_config("quick", {"latency_weight": 0.01, "space": "hna_nested"}), tmp_path)
 
 
 def test_every_retrain_chooses_its_checkpoint_on_the_whole_validation_subset_every_epoch():

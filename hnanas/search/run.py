@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from hnanas.data.bundle import build_data
 from hnanas.data.torch_data import TrainDataset
 from hnanas.errors import HnanasError
-from hnanas.fileio import write_json
+from hnanas.fileio import read_yaml, write_json
 from hnanas.genotype import genotype_from_dict
 from hnanas.latency.expected import EdgeLatencyModel, OpLatencyModel
 from hnanas.latency.table import LatencyTable, default_table_path
@@ -231,3 +231,25 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False) -> dict:
         summary = finish_search(ctx, genotype) if d.main else {}
     dd.barrier(d)
     return summary
+
+
+REUSE_KEYS = ("space", "latency_weight", "latency_loss", "target_latency_ms")
+
+
+def search_once(cfg: SearchConfig, out: str | Path) -> Path:
+    """The search of ``cfg`` in ``out``, for tools that need a searched network: reused when it finished,
+    resumed when it was interrupted, started when missing. A folder searched with another space or latency
+    setting (:data:`REUSE_KEYS`) is an error, never silently reused."""
+    out = Path(out)
+    if (out / "config.yaml").exists():
+        done = read_yaml(out / "config.yaml") or {}
+        wanted = {k: getattr(cfg, k) for k in REUSE_KEYS}
+        found = {k: done.get(k) for k in REUSE_KEYS}
+        if found != wanted:
+            raise HnanasError(f"{out} was searched with {found}, not {wanted}; pass the same options, or another "
+                              f"output folder")
+        if not (out / "genotype.json").exists():
+            run_search(cfg, out, resume=True)
+        return out
+    run_search(cfg, out)
+    return out
