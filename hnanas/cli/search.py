@@ -47,6 +47,9 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
         "--seed": "seed (the same seed gives the same search)",
         **(helps or {})}
     add_dataset_options(p)
+    p.add_argument("--strategy", metavar="NAME",
+                   help="search strategy (default two-stage: the differentiable topology-then-ops search); "
+                        "the registry of hnanas.search.strategy lists the others")
     p.add_argument("--space", help="search-space name or YAML file (default rep_nested)")
     p.add_argument("--device", help="device whose latency table prices the search (default cpu)")
     p.add_argument("--threads", type=int, help=helps["--threads"])
@@ -85,6 +88,7 @@ def config_from_args(args):
         "latency_weight": args.latency_weight, "target_latency_ms": args.target_latency,
         "latency_loss": args.latency_loss, "batch_size": args.batch_size, "seed": args.seed,
         "train_device": args.train_device, "stage2.mode": args.stage2_mode, "precision": args.precision,
+        "strategy": args.strategy,
         **{f"stage1.{k}": v for k, v in _scaled(base.stage1, args.epochs).items()},
         **{f"stage2.{k}": v for k, v in _scaled(base.stage2, args.epochs).items()},
     }

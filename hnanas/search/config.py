@@ -31,6 +31,7 @@ class StageConfig:
 @dataclass
 class SearchConfig:
     preset: Literal["quick", "paper"] = "quick"  # which defaults this config started from
+    strategy: str = "two-stage"  # search strategy (hnanas.search.strategy registry): two-stage, ...
     data: DataConfig = field(default_factory=DataConfig)  # dataset, split, crops, validation carve
     space: str = "rep_nested"  # search-space name or YAML file
     device: str = "cpu"  # the device whose latency table prices architectures
