@@ -4,7 +4,8 @@ A strategy turns a :class:`~hnanas.search.context.SearchContext` into a genotype
 into the run folder; ``hnanas search --strategy NAME`` picks one (recorded in ``config.yaml`` and
 ``genotype.json``), and every strategy's run folder ends the same way (:func:`hnanas.search.outputs.finish_search`:
 ``genotype.json`` with the prediction, MACs, params and the table), so ``retrain``, ``report`` and ``sweep`` work
-with any of them. Built in: ``two-stage`` (the default; :mod:`hnanas.search.two_stage`).
+with any of them. Built in: ``two-stage`` (the default; :mod:`hnanas.search.two_stage`) and ``halving``
+(:mod:`hnanas.search.halving`).
 
 To add one: subclass :class:`Strategy`, set ``name`` and ``summary``, implement :meth:`Strategy.run`, and
 decorate the class with :func:`register_strategy`.
@@ -50,7 +51,8 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
 
 
 def _load_builtin() -> None:
-    import hnanas.search.two_stage  # noqa: F401  (registers two-stage)
+    import hnanas.search.two_stage  # noqa: F401  (registers two-stage, the default, first)
+    import hnanas.search.halving  # noqa: F401,I001  (registers halving)
 
 
 def strategy_names() -> list[str]:
