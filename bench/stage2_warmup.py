@@ -2,7 +2,7 @@
 
 Stage 2 of ``hnanas search`` trains one op supernet per node of the stage-1 topology. Until that supernet
 segments, the architecture gradient carries no accuracy signal and the latency term alone picks the ops. This
-bench runs stage 2 alone (``SearchRun.run_stage(2, topology)``, the search's own code) on a given topology, once
+bench runs stage 2 alone (``TwoStage.run_stage(2, topology)``, the search's own code) on a given topology, once
 per ``--modes`` entry MODE:EPOCHS[:WARMUP] (``proxyless``: one sampled path per weight step; ``mixture``: every
 op, softmax-weighted; WARMUP epochs train weights only, default all but the last), and writes each run's
 ``search_log.csv`` (training loss, validation IoU of the derived network, seconds) and derived ``genotype.json``
@@ -27,8 +27,9 @@ from hnanas.genotype import load_genotype
 from hnanas.runs import RunDir
 from hnanas.search import distributed as dd
 from hnanas.search.config import resolve_config
+from hnanas.search.context import SearchContext
 from hnanas.search.outputs import finish_search
-from hnanas.search.run import SearchRun
+from hnanas.search.two_stage import TwoStage
 
 
 def run_mode(mode: str, epochs: int, warmup: int | None, args: argparse.Namespace) -> dict:
@@ -41,13 +42,14 @@ def run_mode(mode: str, epochs: int, warmup: int | None, args: argparse.Namespac
     out = args.out / f"{mode}_e{epochs}_w{warm}"
     run = RunDir.create(out)
     run.write_config(cfg)
-    ctx = SearchRun(cfg, run, dd.setup(torch.device("cpu")))
+    ctx = SearchContext(cfg, run, dd.setup(torch.device("cpu")))
+    strategy = TwoStage(ctx)
     topology = load_genotype(args.topology, ctx.space)
     t0 = time.time()
-    genotype, _ = ctx.run_stage(2, topology)
+    genotype, _ = strategy.run_stage(2, topology)
     seconds = time.time() - t0
-    summary = finish_search(ctx, genotype)
-    rows = ctx.log.rows()
+    summary = finish_search(ctx, genotype, strategy)
+    rows = strategy.log.rows()
     losses = [float(r["train_loss"]) for r in rows]
     ious = [float(r["val_iou"]) for r in rows if r["val_iou"] not in ("", None)]
     return {"mode": mode, "epochs": epochs, "warmup_epochs": warm, "seconds": round(seconds, 1),

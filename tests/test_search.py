@@ -182,7 +182,7 @@ def test_empty_dataset_is_a_clear_error(assets, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(assets, tmp_path, monkeypatch):
-    import hnanas.search.run as search_run
+    import hnanas.search.context as search_context
     from hnanas.losses import build_loss
 
     calls = {"n": 0}
@@ -195,7 +195,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(assets, tmp_path, mon
             return value * float("nan") if calls["n"] > 6 else value
         return loss
 
-    monkeypatch.setattr(search_run, "build_train_loss", poisoned)
+    monkeypatch.setattr(search_context, "build_train_loss", poisoned)
     out = tmp_path / "nan"
     with pytest.raises(HnanasError, match="nan"):
         run_search(tiny_config(assets), out)

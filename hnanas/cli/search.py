@@ -17,12 +17,16 @@ lambda * max(0, E - T) / T). Architecture steps use a validation subset carved f
 test split. The run folder gets config.yaml, genotype.json, search_log.csv,
 arch/ snapshots, search_state.pt (resume with --resume), search_curves.png and arch_probs.png.
 
+--strategy halving instead trains stand-alone candidates (TPE-proposed; under a hinge budget only those the table
+prices within T) for --rungs epochs, stopping all but the best 1/ETA at each rung by --signal plus the same
+latency term; it writes trials.csv, halving.db (the Optuna study) and halving.png, resumable too.
+
 Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
-on 2 CPU cores). Multi-process: torchrun --nproc_per_node N -m hnanas search ..."""
+on 2 CPU cores). Multi-process (two-stage only): torchrun --nproc_per_node N -m hnanas search ..."""
 
 
 def register(sub) -> None:
-    p = sub.add_parser("search", help="two-stage latency-aware architecture search", description=HELP,
+    p = sub.add_parser("search", help="latency-aware architecture search (two-stage or halving)", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_search_options(p)
     p.add_argument("--out", type=Path, help="run folder (default runs/search_<space>_<device>_l<lambda>_s<seed>)")
@@ -47,6 +51,16 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
         "--seed": "seed (the same seed gives the same search)",
         **(helps or {})}
     add_dataset_options(p)
+    p.add_argument("--strategy", metavar="NAME",
+                   help="search strategy: two-stage (default: the differentiable topology-then-ops search) or "
+                        "halving (stand-alone candidates trained briefly, the better ones longer; Optuna TPE + "
+                        "successive halving)")
+    p.add_argument("--candidates", type=int, metavar="N", help="halving: candidates to train (default 27)")
+    p.add_argument("--rungs", metavar="MIN:MAX:ETA",
+                   help="halving: epochs of the first rung, epochs of a candidate never stopped, reduction factor "
+                        "(default 1:9:3)")
+    p.add_argument("--signal", choices=["val_loss", "train_loss", "val_iou"],
+                   help="halving: the accuracy signal ranked at each rung (default val_loss)")
     p.add_argument("--space", help="search-space name or YAML file (default rep_nested)")
     p.add_argument("--device", help="device whose latency table prices the search (default cpu)")
     p.add_argument("--threads", type=int, help=helps["--threads"])
@@ -74,6 +88,15 @@ def _scaled(stage, epochs: int | None) -> dict:
     return {"epochs": epochs, "warmup_epochs": max(warm, 0)}
 
 
+def _rungs(text: str | None) -> dict:
+    if text is None:
+        return {}
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise HnanasError(f"--rungs {text!r}: expected MIN:MAX:ETA, e.g. 1:9:3")
+    return {"halving.min_epochs": int(parts[0]), "halving.max_epochs": int(parts[1]), "halving.eta": int(parts[2])}
+
+
 def config_from_args(args):
     from hnanas.search.config import preset_config, resolve_config
 
@@ -85,6 +108,8 @@ def config_from_args(args):
         "latency_weight": args.latency_weight, "target_latency_ms": args.target_latency,
         "latency_loss": args.latency_loss, "batch_size": args.batch_size, "seed": args.seed,
         "train_device": args.train_device, "stage2.mode": args.stage2_mode, "precision": args.precision,
+        "strategy": args.strategy, "halving.trials": args.candidates, "halving.metric": args.signal,
+        **_rungs(args.rungs),
         **{f"stage1.{k}": v for k, v in _scaled(base.stage1, args.epochs).items()},
         **{f"stage2.{k}": v for k, v in _scaled(base.stage2, args.epochs).items()},
     }

@@ -29,8 +29,27 @@ class StageConfig:
 
 
 @dataclass
+class HalvingConfig:
+    """The ``halving`` strategy: stand-alone candidates trained briefly, the better ones longer (successive
+    halving through Optuna's pruner), sampled by Optuna's TPE with the latency budget as a constraint."""
+
+    trials: int = 27  # candidates tried (infeasible ones are not trained)
+    min_epochs: int = 1  # epochs every candidate trains before its first comparison (the first rung)
+    max_epochs: int = 9  # epochs of a candidate that is never stopped
+    eta: int = 3  # reduction factor: a candidate continues past a rung if it is in the best 1/eta there
+    metric: Literal["val_loss", "train_loss", "val_iou"] = "val_loss"  # the accuracy signal ranked at each rung
+    val_images: int | None = None  # validation images scored per epoch; None: the whole validation subset
+    startup_trials: int = 10  # candidates drawn at random before TPE models the good ones
+
+    def __post_init__(self) -> None:
+        if self.trials < 1 or self.min_epochs < 1 or self.max_epochs < self.min_epochs or self.eta < 2:
+            raise ValueError("need trials >= 1, 1 <= min_epochs <= max_epochs and eta >= 2")
+
+
+@dataclass
 class SearchConfig:
     preset: Literal["quick", "paper"] = "quick"  # which defaults this config started from
+    strategy: str = "two-stage"  # search strategy (hnanas.search.strategy registry): two-stage, ...
     data: DataConfig = field(default_factory=DataConfig)  # dataset, split, crops, validation carve
     space: str = "rep_nested"  # search-space name or YAML file
     device: str = "cpu"  # the device whose latency table prices architectures
@@ -57,6 +76,7 @@ class SearchConfig:
     precision: Literal["auto", "fp32", "fp32-cl", "bf16"] = "auto"
     stage1: StageConfig = field(default_factory=StageConfig)  # topology stage
     stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, warmup_epochs=3))  # op stage
+    halving: HalvingConfig = field(default_factory=HalvingConfig)  # the halving strategy
 
     def __post_init__(self) -> None:
         if self.latency_weight < 0:
@@ -116,5 +136,5 @@ def stage_config(cfg: SearchConfig, stage: int) -> StageConfig:
     return cfg.stage1 if stage == 1 else cfg.stage2
 
 
-__all__ = ["SearchConfig", "StageConfig", "PRESETS", "preset_config", "resolve_config", "stage_config",
-           "dataclasses"]
+__all__ = ["SearchConfig", "StageConfig", "HalvingConfig", "PRESETS", "preset_config", "resolve_config",
+           "stage_config", "dataclasses"]

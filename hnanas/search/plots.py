@@ -94,3 +94,38 @@ def draw_arch_probs(run_path: Path, space, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def halving_data(rows: list[dict]) -> list[dict]:
+    """One point per trained candidate of the halving strategy: its predicted latency, its last score and how
+    many epochs it trained (candidates over the latency budget have no epoch and are left out)."""
+    last: dict[int, dict] = {}
+    for r in rows:
+        if _num(r.get("score")) is not None:
+            last[int(r["trial"])] = r
+    return [{"trial": t, "predicted_ms": float(r["predicted_ms"]), "score": float(r["score"]),
+             "epochs": int(r["epoch"])} for t, r in sorted(last.items())]
+
+
+def draw_halving(rows: list[dict], best: int, path: Path) -> Path:
+    """Each candidate's last score against its predicted latency, marker size = epochs trained; the chosen one
+    starred."""
+    points = halving_data(rows)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if points:
+        sizes = [12 * p["epochs"] for p in points]
+        sc = ax.scatter([p["predicted_ms"] for p in points], [p["score"] for p in points], s=sizes,
+                        c=[p["epochs"] for p in points], cmap="viridis", alpha=0.8)
+        fig.colorbar(sc, ax=ax, label="epochs trained")
+        for p in points:
+            if p["trial"] == best:
+                ax.scatter([p["predicted_ms"]], [p["score"]], marker="*", s=260, color="C3", label="chosen")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("score at the last epoch trained (lower is better)")
+    ax.set_title("halving: candidates")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

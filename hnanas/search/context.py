@@ -1,0 +1,71 @@
+"""What every search strategy works with: the configuration, the run folder, the space, the latency table, the
+data and its loaders, the loss and the processes (:class:`SearchContext`), built once per search run."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from hnanas.data.bundle import build_data
+from hnanas.errors import HnanasError
+from hnanas.latency.table import LatencyTable, default_table_path
+from hnanas.runs import RunDir
+from hnanas.search import distributed as dd
+from hnanas.search.config import SearchConfig
+from hnanas.space import SearchSpace, load_space
+from hnanas.train.loaders import EpochSampler, eval_loader
+from hnanas.train.optim import build_train_loss, resolve_device
+
+log = logging.getLogger("hnanas.search")
+
+
+class ShardSampler(EpochSampler):
+    """The epoch's seeded permutation, this process's share of it (every ``world``-th index)."""
+
+    def __init__(self, n: int, seed: int, d: dd.Dist):
+        super().__init__(n, seed)
+        self.d = d
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.d.rank::self.d.world])
+
+    def __len__(self) -> int:
+        return len(range(self.d.rank, self.n, self.d.world))
+
+
+def load_table(cfg: SearchConfig, space: SearchSpace) -> LatencyTable:
+    """The latency table that prices the search: ``cfg.table``, else the shipped one of the space and device."""
+    path = Path(cfg.table) if cfg.table else default_table_path(space, cfg.device, cfg.threads)
+    if not path.is_file():
+        raise HnanasError(f"{path}: no latency table for space {space.name} on device {cfg.device} with "
+                          f"{cfg.threads} thread(s); measure one: hnanas profile --device {cfg.device} --space "
+                          f"{space.source or space.name} --threads {cfg.threads}  (or pass --table)")
+    return LatencyTable.load(path, space=space, device=cfg.device)
+
+
+class SearchContext:
+    """The pieces of one search run that do not depend on the strategy."""
+
+    def __init__(self, cfg: SearchConfig, run: RunDir, d: dd.Dist):
+        self.cfg, self.run, self.d = cfg, run, d
+        self.device: torch.device = resolve_device(cfg.train_device)
+        self.space = load_space(cfg.space)
+        self.table = load_table(cfg, self.space)
+        self.data = build_data(cfg.data)
+        self.loss_fn = build_train_loss(cfg.loss)
+        self.per_rank_batch = max(cfg.batch_size // max(d.world, 1), 1)
+        self.train_sampler = ShardSampler(len(self.data.train), cfg.seed, d)
+        self.train_loader = DataLoader(self.data.train, batch_size=self.per_rank_batch, sampler=self.train_sampler,
+                                       drop_last=True)
+        val = self.data.val
+        if cfg.val_images is not None and cfg.val_images < len(val):
+            val = Subset(val, range(cfg.val_images))
+        self.val_loader = eval_loader(val)
+
+    def set_train_epoch(self, epoch: int) -> None:
+        """Training crops and order of (seed, ``epoch``)."""
+        self.data.train.set_epoch(epoch)
+        self.train_sampler.set_epoch(epoch)

@@ -1,0 +1,178 @@
+"""The ``halving`` strategy: train many latency-feasible candidates briefly, the better ones longer.
+
+No supernet: each candidate is the stand-alone network of a genotype, trained from scratch with the search's
+data, optimiser and loss (the one training loop), validated after every epoch. Its score after each epoch is the
+search objective with the accuracy signal of ``halving.metric`` (validation loss by default, the signal that ranks
+networks best at short budgets in the literature; ``bench/rank_quality.py`` measures it on this space) in place of
+the supernet's segmentation loss: ``search_loss(signal, predicted latency, T)``, with the same ``latency_loss``
+and ``latency_weight`` as the differentiable search. Optuna does the rest (``../shared/reference/search-eval.md``):
+
+- its TPE sampler proposes candidates (one categorical per candidate edge and one per node's op), the first
+  ``startup_trials`` at random; under a latency budget (``--latency-loss hinge --target-latency T``) a candidate
+  the table prices above T is not trained, and its excess is the trial's constraint (``Trial.set_constraint``),
+  from which TPE learns the feasible region;
+- its successive-halving pruner stops a candidate at a rung (``min_epochs`` x ``eta``^k epochs) unless it is in
+  the best 1/``eta`` of the candidates that reached that rung.
+
+The candidate with the best score after ``max_epochs`` is the result. T defaults, as in the two-stage search, to
+the mean predicted latency of the search's starting distribution (edges kept with probability 1/2, ops uniform).
+The study lives in ``halving.db`` in the run folder and ``trials.csv`` logs every epoch of every candidate: a
+killed search resumes (a candidate cut short is trained again from its start; candidates proposed after the
+resume may differ from an uninterrupted run's, since the sampler's random state is not stored). One process only.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+
+import optuna
+import torch
+from torch.utils.data import Subset
+
+from hnanas.errors import ConfigError
+from hnanas.genotype import Genotype, make_genotype, sample_genotype
+from hnanas.models import build_model, nested_spec
+from hnanas.progress import progress
+from hnanas.search.context import SearchContext
+from hnanas.search.objective import search_loss
+from hnanas.search.plots import draw_halving
+from hnanas.search.strategy import Strategy, register_strategy
+from hnanas.train.fastpath import path_named
+from hnanas.train.loaders import eval_loader
+from hnanas.train.loop import evaluate, train_epoch
+from hnanas.train.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("hnanas.search")
+STUDY = "halving.db"
+FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "val_iou", "score", "seconds"]
+DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+@register_strategy
+class Halving(Strategy):
+    name = "halving"
+    summary = "stand-alone candidates trained briefly, the better ones longer (Optuna TPE + successive halving)"
+
+    def __init__(self, ctx: SearchContext):
+        super().__init__(ctx)
+        if ctx.d.world > 1:
+            raise ConfigError("the halving strategy runs in one process (each candidate is small); run it without "
+                              "torchrun")
+        h = ctx.cfg.halving
+        val = ctx.data.val if h.val_images is None else Subset(ctx.data.val, range(min(h.val_images,
+                                                                                         len(ctx.data.val))))
+        self.val_loader = eval_loader(val)
+        self.budget_ms = ctx.cfg.latency_budget_ms
+        self.target_ms = ctx.cfg.target_latency_ms or statistics.fmean(
+            ctx.table.predict(sample_genotype(ctx.space, ctx.cfg.seed * 1000 + k), ctx.space).total_ms
+            for k in range(200))
+        self.log = ctx.run.csv_log("trials.csv", FIELDS, step_field="trial")
+        self.study: optuna.Study | None = None
+
+    # ------------------------------------------------------------------------------------------- the run
+    def run(self, resume: bool) -> Genotype:
+        h, cfg = self.ctx.cfg.halving, self.ctx.cfg
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=h.startup_trials)
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=h.min_epochs, reduction_factor=h.eta)
+        self.study = study = optuna.create_study(
+            study_name="halving", storage=f"sqlite:///{self.ctx.run.file(STUDY)}", load_if_exists=resume,
+            direction="minimize", sampler=sampler, pruner=pruner)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # cut short by a kill
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(t.params)
+            self.log.truncate_after(t.number - 1)
+        trained = lambda: sum(t.state in DONE and "excess_ms" not in t.user_attrs  # noqa: E731
+                              for t in study.get_trials(deepcopy=False))
+        draws = len(study.trials)
+        with progress(total=h.trials, initial=trained(), desc="halving", unit="candidate") as bar:
+            while trained() < h.trials:
+                if draws >= 20 * h.trials:
+                    raise ConfigError(f"halving: {draws} candidates drawn, {trained()} within the latency budget "
+                                      f"of {self.budget_ms} ms; raise --target-latency")
+                draws += 1
+                trial = study.ask()
+                state, value = self.evaluate(trial)
+                study.tell(trial, value, state=state)
+                if "excess_ms" not in trial.user_attrs:
+                    bar.update()
+        best = self.best()
+        log.info("halving: best candidate %d of %d trained (score %.4f, %.2f ms predicted)", best.number,
+                 trained(), best.value, best.user_attrs["predicted_ms"])
+        return self.genotype(best.params, name="searched")
+
+    def best(self) -> optuna.trial.FrozenTrial:
+        """The complete candidate with the lowest score; if every candidate was stopped, the best of those that
+        trained longest."""
+        trials = [t for t in self.study.get_trials(deepcopy=False, states=DONE) if t.intermediate_values]
+        longest = max(max(t.intermediate_values) for t in trials)
+        return min((t for t in trials if max(t.intermediate_values) == longest),
+                   key=lambda t: t.intermediate_values[longest])
+
+    def info(self) -> dict:
+        best = self.best()
+        rows = [r for r in self.log.rows() if int(r["trial"]) == best.number]
+        return {"final_val_iou": float(rows[-1]["val_iou"]), "halving": {
+            "trained": sum(t.state in DONE and "excess_ms" not in t.user_attrs for t in self.study.trials),
+            "drawn": len(self.study.trials), "best_trial": best.number, "best_epochs": len(rows),
+            "best_score": best.intermediate_values[max(best.intermediate_values)], "target_ms": self.target_ms,
+            "metric": self.ctx.cfg.halving.metric}}
+
+    def figures(self) -> None:
+        draw_halving(self.log.rows(), self.best().number, self.ctx.run.file("halving.png"))
+
+    # ------------------------------------------------------------------------------------------ pieces
+    def genotype(self, params: dict, name: str = "") -> Genotype:
+        """A candidate from its parameters: ``e:<node>:<input>`` in {0, 1}, ``op:<node>`` (a node that keeps no
+        input keeps its first candidate)."""
+        space = self.ctx.space
+        inputs = {n.id: [c for c in n.candidates if len(n.candidates) == 1 or params[f"e:{n.id}:{c}"]]
+                  or [n.candidates[0]] for n in space.nodes}
+        return make_genotype(space, inputs, {n.id: params[f"op:{n.id}"] for n in space.nodes}, name=name)
+
+    def suggest(self, trial: optuna.Trial) -> Genotype:
+        space = self.ctx.space
+        params = {}
+        for n in space.nodes:
+            for c in n.candidates if len(n.candidates) > 1 else ():
+                params[f"e:{n.id}:{c}"] = trial.suggest_categorical(f"e:{n.id}:{c}", [0, 1])
+            params[f"op:{n.id}"] = trial.suggest_categorical(f"op:{n.id}", list(space.ops))
+        return self.genotype(params, name=f"trial_{trial.number}")
+
+    def evaluate(self, trial: optuna.Trial) -> tuple[optuna.trial.TrialState, float | None]:
+        """Train the trial's candidate epoch by epoch until the pruner stops it or ``max_epochs``."""
+        ctx, h = self.ctx, self.ctx.cfg.halving
+        g = self.suggest(trial)
+        ms = ctx.table.predict(g, ctx.space).total_ms
+        trial.set_user_attr("predicted_ms", ms)
+        if self.budget_ms is not None:  # TPE models the feasible region (<= 0 is within the budget)
+            trial.set_constraint("latency_over_budget_ms", ms - self.budget_ms)
+        if self.budget_ms is not None and ms > self.budget_ms:
+            trial.set_user_attr("excess_ms", ms - self.budget_ms)
+            self.log.append({"trial": trial.number, "epoch": 0, "state": "over budget", "predicted_ms": ms})
+            return optuna.trial.TrialState.PRUNED, None
+        torch.manual_seed(ctx.cfg.seed)
+        model = build_model(nested_spec(ctx.space, g)).to(ctx.device)
+        path = path_named("fp32" if ctx.cfg.precision == "auto" else ctx.cfg.precision)
+        path.prepare(model)  # auto's timing trial would cost more than it saves on one-epoch candidates
+        opt = build_optimizer(model.parameters(), ctx.cfg.optimizer, ctx.cfg.lr, ctx.cfg.weight_decay)
+        sched = build_scheduler(opt, "cosine", h.max_epochs * len(ctx.train_loader), min(1e-5, ctx.cfg.lr))
+        for epoch in range(1, h.max_epochs + 1):
+            ctx.set_train_epoch(epoch - 1)  # every candidate sees the same crops in the same order
+            stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
+                                desc=f"candidate {trial.number} epoch {epoch}")
+            val = evaluate(model, self.val_loader, loss_fn=ctx.loss_fn, desc="validate")
+            signal = {"val_loss": val["loss"], "train_loss": stats["loss"], "val_iou": 1.0 - val["iou"]}
+            score = float(search_loss(torch.tensor(signal[h.metric]), torch.tensor(ms), self.target_ms,
+                                      kind=ctx.cfg.latency_loss, weight=ctx.cfg.latency_weight,
+                                      alpha=ctx.cfg.mul_log_alpha, beta=ctx.cfg.mul_log_beta))
+            trial.report(score, epoch)
+            stop = epoch < h.max_epochs and trial.should_prune()
+            self.log.append({"trial": trial.number, "epoch": epoch, "predicted_ms": round(ms, 4),
+                             "state": "stopped" if stop else ("complete" if epoch == h.max_epochs else "running"),
+                             "train_loss": stats["loss"], "val_loss": val["loss"], "val_iou": val["iou"],
+                             "score": score, "seconds": round(stats["seconds"], 1)})
+            if stop:
+                return optuna.trial.TrialState.PRUNED, None
+        return optuna.trial.TrialState.COMPLETE, score

@@ -1,0 +1,157 @@
+"""Search strategies are plug-ins: one registry, the same run folder whatever the strategy, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from _helpers import synthetic_table
+from hnanas.data.synthetic import SynthParams, write_synthetic
+from hnanas.errors import ConfigError
+from hnanas.fileio import read_yaml
+from hnanas.genotype import named_genotypes
+from hnanas.latency.table import LatencyTable
+from hnanas.search.config import resolve_config
+from hnanas.search.run import run_search
+from hnanas.search.strategy import Strategy, _STRATEGIES, get_strategy, register_strategy, strategy_names
+from hnanas.space import load_space
+from hnanas.train.sources import read_search_run
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("strategy")
+    write_synthetic(root / "syn", SynthParams(n=24, size=64, seed=0))
+    table = synthetic_table(load_space("tiny")).save(root / "tiny_cpu_t1.csv")
+    return {"data": root / "syn", "table": table}
+
+
+class Chain(Strategy):
+    """A strategy that searches nothing: the space's chain topology with res3 (the interface at its smallest)."""
+
+    name = "test-chain"
+    summary = "returns chain_res3"
+
+    def run(self, resume):
+        self.ran = True
+        return named_genotypes(self.ctx.space)["chain_res3"]
+
+    def info(self):
+        return {"chain": True}
+
+
+def test_a_registered_strategy_writes_the_same_run_folder(assets, tmp_path):
+    register_strategy(Chain)
+    try:
+        assert "two-stage" in strategy_names() and "test-chain" in strategy_names()
+        cfg = resolve_config("quick", {"space": "tiny", "table": str(assets["table"]), "strategy": "test-chain",
+                                       "data.dataset": str(assets["data"])})
+        summary = run_search(cfg, tmp_path / "run")
+    finally:
+        _STRATEGIES.pop("test-chain")
+    genotype = json.loads((tmp_path / "run" / "genotype.json").read_text())
+    assert genotype["info"]["strategy"] == "test-chain" and genotype["info"]["chain"] is True
+    assert genotype["info"]["predicted_latency_ms"] == pytest.approx(summary["predicted_latency_ms"])
+    assert read_yaml(tmp_path / "run" / "config.yaml")["strategy"] == "test-chain"
+    assert read_search_run(tmp_path / "run").space == "tiny"  # retrain reads it like any search run
+
+
+def test_unknown_strategy_fails_before_anything_is_written(assets, tmp_path):
+    cfg = resolve_config("quick", {"space": "tiny", "table": str(assets["table"]), "strategy": "nope",
+                                   "data.dataset": str(assets["data"])})
+    with pytest.raises(ConfigError, match="unknown search strategy 'nope'; choose one of: two-stage, halving"):
+        run_search(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="registered twice"):
+        register_strategy(get_strategy("two-stage"))
+
+
+def _halving(assets, **changes):
+    base = {"space": "tiny", "table": str(assets["table"]), "strategy": "halving", "data.dataset": str(assets["data"]),
+            "data.crop_size": 32, "batch_size": 8, "precision": "fp32", "halving.trials": 5,
+            "halving.min_epochs": 1, "halving.max_epochs": 3, "halving.eta": 3, "halving.startup_trials": 3}
+    base.update(changes)
+    return resolve_config("quick", base)
+
+
+def test_halving_trains_candidates_briefly_and_the_better_ones_longer(assets, tmp_path):
+    summary = run_search(_halving(assets), tmp_path / "h")
+    info = json.loads((tmp_path / "h" / "genotype.json").read_text())["info"]
+    assert info["strategy"] == "halving" and info["halving"]["trained"] == 5
+    with open(tmp_path / "h" / "trials.csv") as f:
+        log = list(csv.DictReader(f))
+    epochs = {}
+    for r in log:
+        epochs[int(r["trial"])] = max(epochs.get(int(r["trial"]), 0), int(r["epoch"]))
+    assert len(epochs) == 5 and max(epochs.values()) == 3 and min(epochs.values()) >= 1
+    assert sorted(epochs.values()) != [3] * 5  # successive halving stopped some candidates early
+    best = info["halving"]["best_trial"]
+    assert epochs[best] == 3 and info["halving"]["best_epochs"] == 3
+    last = [r for r in log if int(r["trial"]) == best][-1]
+    assert float(last["score"]) == pytest.approx(info["halving"]["best_score"])
+    assert float(last["val_iou"]) == pytest.approx(info["final_val_iou"])
+    assert float(last["predicted_ms"]) == pytest.approx(summary["predicted_latency_ms"], rel=1e-4)
+    assert (tmp_path / "h" / "halving.png").is_file() and (tmp_path / "h" / "halving.db").is_file()
+
+
+def test_halving_under_a_budget_never_trains_or_returns_an_over_budget_candidate(assets, tmp_path):
+    space = load_space("tiny")
+    budget = LatencyTable.load(assets["table"], space=space).predict(named_genotypes(space)["dnanet_res3"],
+                                                                     space).total_ms
+    summary = run_search(_halving(assets, **{"latency_loss": "hinge", "latency_weight": 1.0,
+                                             "target_latency_ms": budget}), tmp_path / "b")
+    assert summary["predicted_latency_ms"] <= budget
+    with open(tmp_path / "b" / "trials.csv") as f:
+        log = list(csv.DictReader(f))
+    over = [r for r in log if r["state"] == "over budget"]
+    assert all(float(r["predicted_ms"]) > budget and r["epoch"] == "0" for r in over)
+    assert all(float(r["predicted_ms"]) <= budget for r in log if r["state"] != "over budget")
+
+
+def test_halving_resumes_a_killed_search_and_retrains_the_cut_candidate(assets, tmp_path, monkeypatch):
+    import optuna
+
+    from hnanas.search.halving import Halving
+
+    real = Halving.suggest
+    calls = {"n": 0}
+
+    def dies_on_the_third(self, trial):
+        genotype = real(self, trial)
+        calls["n"] += 1
+        if calls["n"] == 3:  # as a kill in its first epoch: the trial stays RUNNING, a row of it in the log
+            self.log.append({"trial": trial.number, "epoch": 1, "state": "running", "predicted_ms": 1.0})
+            raise KeyboardInterrupt
+        return genotype
+
+    monkeypatch.setattr(Halving, "suggest", dies_on_the_third)
+    cfg = _halving(assets)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, tmp_path / "k")
+    monkeypatch.setattr(Halving, "suggest", real)
+    cut = optuna.load_study(study_name="halving", storage=f"sqlite:///{tmp_path / 'k' / 'halving.db'}").trials[2]
+    assert cut.state == optuna.trial.TrialState.RUNNING
+    run_search(cfg, tmp_path / "k", resume=True)
+    trials = optuna.load_study(study_name="halving", storage=f"sqlite:///{tmp_path / 'k' / 'halving.db'}").trials
+    assert trials[2].state == optuna.trial.TrialState.FAIL and trials[3].params == cut.params  # trained again
+    assert sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials) == 5
+    with open(tmp_path / "k" / "trials.csv") as f:
+        assert all(r["trial"] != "2" for r in csv.DictReader(f))  # the cut candidate's rows were dropped
+    assert json.loads((tmp_path / "k" / "genotype.json").read_text())["info"]["halving"]["trained"] == 5
+
+
+def test_search_command_runs_the_halving_strategy(assets, tmp_path, capsys):
+    from hnanas.cli import main
+
+    args = ["search", "--strategy", "halving", "--space", "tiny", "--table", str(assets["table"]), "--dataset",
+            str(assets["data"]), "--crop", "32", "--batch-size", "8", "--precision", "fp32", "--candidates", "3",
+            "--signal", "val_iou", "--out", str(tmp_path / "cli")]
+    assert main([*args, "--rungs", "1:2"]) == 2
+    assert "--rungs '1:2': expected MIN:MAX:ETA" in capsys.readouterr().err
+    assert main([*args, "--rungs", "1:2:2"]) == 0
+    cfg = read_yaml(tmp_path / "cli" / "config.yaml")
+    assert cfg["strategy"] == "halving" and cfg["halving"]["trials"] == 3 and cfg["halving"]["metric"] == "val_iou"
+    assert (cfg["halving"]["min_epochs"], cfg["halving"]["max_epochs"], cfg["halving"]["eta"]) == (1, 2, 2)
+    assert "genotype:" in capsys.readouterr().out
