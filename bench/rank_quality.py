@@ -68,7 +68,7 @@ SEEDS = (0, 1)
 def plan(args: argparse.Namespace, space, table) -> list[dict]:
     """The architectures (fixed once: OUT/archs.json), each with the retrain folder of each seed."""
     plan_file = args.out / "archs.json"
-    settings = {"spread": args.spread, "max_ms": args.max_ms, "sample_seed": args.sample_seed,
+    settings = {"spread": args.spread, "min_ms": args.min_ms, "max_ms": args.max_ms, "sample_seed": args.sample_seed,
                 "include": [str(p) for p in args.include]}
     if plan_file.exists():
         saved = read_json(plan_file)
@@ -81,7 +81,7 @@ def plan(args: argparse.Namespace, space, table) -> list[dict]:
         g.save(folder / f"{name}.json")
         archs.append({"name": name, "role": "named", "genotype": str(folder / f"{name}.json")})
     lo, hi = latency_range(space, table, n=3000, seed=args.sample_seed)
-    targets = np.geomspace(max(2 * lo, 2.0), min(0.9 * hi, args.max_ms), args.spread)
+    targets = np.geomspace(max(2 * lo, args.min_ms), min(0.9 * hi, args.max_ms), args.spread)
     for i, target in enumerate(targets):
         m = sample_at_latency(space, table, float(target), 1, tol=0.1, seed=args.sample_seed + i,
                               name=f"spread_{i:02d}")[0]
@@ -114,7 +114,16 @@ def check_budget(svr: Path, args: argparse.Namespace) -> None:
         raise SystemExit(f"rank_quality: {svr} was retrained with (epochs, crop, batch, dataset) {have}, not {want}")
 
 
-def ground_truth(args, archs: list[dict], latency: dict) -> list[dict]:
+GT_COLUMNS = ("arch", "role", "seed", "nodes", "params", "macs", "predicted_ms", "measured_ms", "val_iou",
+              "best_epoch", "test_iou", "test_niou", "test_pd", "test_fa", "train_path", "train_seconds",
+              "epoch_losses", "genotype", "budget", "command")  # one row per architecture and seed, in this order
+
+
+def ground_truth(args, archs: list[dict], latency: dict, command: str) -> list[dict]:
+    """The ground-truth rows (GT_COLUMNS) of every finished retrain; ``command`` is the bench's command line."""
+    budget = json.dumps({"epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": "quick",
+                         "precision": args.precision, "dataset": Path(args.dataset).name, "split": args.split},
+                        separators=(",", ":"))
     rows = []
     for a in archs:
         for seed in SEEDS:
@@ -130,7 +139,8 @@ def ground_truth(args, archs: list[dict], latency: dict) -> list[dict]:
                          "test_iou": m["iou"], "test_niou": m["niou"], "test_pd": m["pd"], "test_fa": m["fa"],
                          "train_path": m["training"].get("train_path"), "train_seconds": m["training"]["seconds"],
                          "epoch_losses": json.dumps([round(v, 5) for v in losses]),
-                         "genotype": json.dumps({"nodes": genotype["nodes"]}, separators=(",", ":"))})
+                         "genotype": json.dumps({"nodes": genotype["nodes"]}, separators=(",", ":")),
+                         "budget": budget, "command": command})
     return rows
 
 
@@ -261,7 +271,7 @@ def score(rows: list[dict], signals: dict) -> dict:
 
 def csv_text(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buf, fieldnames=GT_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
@@ -272,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default=str(SHARED / "NUAA-SIRST"))
     p.add_argument("--split", default=None)
     p.add_argument("--spread", type=int, default=11, help="random architectures spread over the latency range")
+    p.add_argument("--min-ms", type=float, default=2.0, help="lowest latency target of the spread (ms; at least "
+                   "twice the cheapest network)")
     p.add_argument("--max-ms", type=float, default=100.0, help="highest latency target of the spread (ms)")
     p.add_argument("--sample-seed", type=int, default=0)
     p.add_argument("--include", type=Path, nargs="*", default=[], help="search_vs_random output folders whose "
@@ -300,13 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(budget_config(budget, {"genotype": a["genotype"], "space": args.space}, data_keys, seed),
              Path(a["folder"]) / f"seed{seed}") for seed in SEEDS for a in archs]
     retrain_all(jobs, workers=args.jobs, done=lambda out, k, n: print(f"retrain {k}/{n} done: {out}", flush=True))
-    rows = ground_truth(args, archs, measure(args, archs))
+    command = " ".join(["python", "bench/rank_quality.py", *(argv if argv is not None else sys.argv[1:])])
+    rows = ground_truth(args, archs, measure(args, archs), command)
     gt = csv_text(rows)
     write_text(args.out / "ground_truth.csv", gt)
     result = {"budget": {"epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": "quick",
                          "precision": args.precision, "seeds": list(SEEDS)}, "dataset": args.dataset,
               "split": args.split, "n_rows": len(rows), "table": str(table.path), "prior": PRIOR,
-              "command": " ".join(["python", "bench/rank_quality.py", *(argv if argv is not None else sys.argv[1:])])}
+              "command": command}
     if not args.no_signals:
         signals_file = args.out / "signals.json"
         signals = read_json(signals_file) if signals_file.exists() else {}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from _helpers import load_bench, synthetic_table
 from hnanas.data import build_data
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.fileio import write_json
-from hnanas.genotype import named_genotypes
+from hnanas.genotype import make_genotype, named_genotypes
 from hnanas.space import load_space
 from hnanas.train.budget import Budget, budget_config
 from hnanas.train.optim import build_train_loss
@@ -62,7 +64,7 @@ def tiny(tmp_path_factory):
 
 
 def _args(root, **changes):
-    base = dict(spread=3, max_ms=1e9, sample_seed=0, include=[], out=root / "out", space="tiny", epochs=1,
+    base = dict(spread=3, min_ms=2.0, max_ms=1e9, sample_seed=0, include=[], out=root / "out", space="tiny", epochs=1,
                 crop=32, batch_size=4, dataset=str(root / "syn"), supernet_epochs=1, bn_batches=1)
     base.update(changes)
     return argparse.Namespace(**base)
@@ -116,3 +118,51 @@ def test_zero_cost_and_inherited_weight_signals_on_a_tiny_space(tiny):
     for s in scores.values():
         assert 0 <= s["supernet_val_iou"] <= 1 and s["supernet_val_loss"] > 0 and s["supernet_bn_val_loss"] > 0
     assert any(s["supernet_bn_val_loss"] != s["supernet_val_loss"] for s in scores.values())
+
+
+def test_ground_truth_rows_follow_the_schema_with_budget_and_command(tiny, tmp_path):
+    root, space, _ = tiny
+    g = named_genotypes(space)["chain_res3"]
+    g.save(tmp_path / "chain_res3.json")
+    arch = {"name": "chain_res3", "role": "named", "genotype": str(tmp_path / "chain_res3.json"), "nodes": 3,
+            "predicted_ms": 1.23456, "folder": str(tmp_path / "nets" / "chain_res3")}
+    for seed in (0, 1):  # seed 1 unfinished: no metrics.json, no row
+        run = tmp_path / "nets" / "chain_res3" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "retrain_log.csv").write_text("epoch,step,loss\n1,4,0.9\n2,8,0.7\n")
+        if seed == 0:
+            write_json(run / "metrics.json", {"params": 10, "macs": 20, "val_iou": 0.3, "best_epoch": 2, "iou": 0.25,
+                                              "niou": 0.3, "pd": 0.5, "fa": 1e-4,
+                                              "training": {"train_path": "fp32", "seconds": 5.0}})
+    args = _args(root, precision="auto", split=None)
+    rows = bench.ground_truth(args, [arch], {"chain_res3": 4.5}, "python bench/rank_quality.py --x")
+    assert len(rows) == 1 and tuple(rows[0]) == bench.GT_COLUMNS
+    row = rows[0]
+    assert json.loads(row["epoch_losses"]) == [0.9, 0.7] and row["measured_ms"] == 4.5
+    assert json.loads(row["genotype"])["nodes"] == json.loads((tmp_path / "chain_res3.json").read_text())["nodes"]
+    assert json.loads(row["budget"])["epochs"] == 1 and row["command"].endswith("--x")
+    assert bench.csv_text(rows).splitlines()[0] == ",".join(bench.GT_COLUMNS)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "bench" / "data").glob("rank_quality_*.csv"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_ground_truth_table_has_the_schema_two_seeds_and_one_budget(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == bench.GT_COLUMNS
+        rows = list(reader)
+    space = load_space("rep_nested")
+    seeds: dict = {}
+    for r in rows:
+        seeds.setdefault(r["arch"], set()).add(int(r["seed"]))
+        nodes = json.loads(r["genotype"])["nodes"]
+        g = make_genotype(space, {n: v["inputs"] for n, v in nodes.items()}, {n: v["op"] for n, v in nodes.items()})
+        assert len(g.nodes) == int(r["nodes"]), r["arch"]  # a genotype of the space, already pruned
+        for key in ("val_iou", "test_iou", "test_niou", "test_pd"):
+            assert 0.0 <= float(r[key]) <= 1.0, (r["arch"], key)
+        assert int(r["params"]) > 0 and int(r["macs"]) > 0 and float(r["predicted_ms"]) > 0
+        assert len(json.loads(r["epoch_losses"])) == json.loads(r["budget"])["epochs"]
+    assert len(seeds) >= 24 and all(s == {0, 1} for s in seeds.values())
+    assert len({r["budget"] for r in rows}) == 1 and len({r["command"] for r in rows}) == 1

@@ -13,10 +13,13 @@ exports: :func:`budget_config` leaves latency out when ``measure_latency`` is of
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +72,18 @@ def retrain_once(cfg: RetrainConfig, out: str | Path) -> Path:
     return out
 
 
+def die_with_parent(parent: int) -> None:
+    """Make this (worker) process end when ``parent`` does: a bench killed with SIGTERM or SIGKILL must not leave
+    its retrains running, or a rerun trains the same folders twice over (Linux: PR_SET_PDEATHSIG; elsewhere a
+    no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _worker(cfg: RetrainConfig, out: str) -> str:
     os.environ["HNANAS_PROGRESS"] = "0"  # bars of several processes would interleave
     return str(retrain_once(cfg, out))
@@ -88,7 +103,8 @@ def retrain_all(jobs: Sequence[tuple[RetrainConfig, Path]], workers: int = 1,
             if done is not None:
                 done(out, finished, n)
         return [Path(out) for _, out in jobs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_worker, cfg, str(out)): out for cfg, out in pending}
         try:
             for future in as_completed(futures):
