@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import logging
 import os
@@ -86,6 +87,29 @@ class RunDir:
     def write_env(self, extra: dict | None = None) -> Path:
         """``env.json``: versions, host, CPU, memory, date (and ``extra``, e.g. the torch device)."""
         return write_json(self.file("env.json"), environment(extra))
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the folder's lock (``.lock``, an advisory ``flock``) while the block runs: a second process writing
+        the same run (a retrain started twice, a bench's leftover worker) fails at once instead of interleaving
+        logs and checkpoints. The lock goes with the process, however it ends."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        f = open(self.file(".lock"), "a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise HnanasError(f"{self.path}: {holder} is writing this run; wait for it to end or stop it "
+                                  f"first") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"process {os.getpid()}")
+            f.flush()
+            yield
+        finally:
+            f.close()
 
     @contextlib.contextmanager
     def logging_to_file(self, logger: str = "hnanas") -> Iterator[Path]:

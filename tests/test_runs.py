@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass, field
 
@@ -133,3 +134,13 @@ def test_csv_log_appends_and_truncates_to_a_checkpoint(tmp_path):
         run.csv_log("log.csv", ["epoch", "loss"])
     with pytest.raises(ValueError, match="unknown columns"):
         log.append({"epoch": 5, "acc": 1})
+
+
+def test_a_run_folder_has_one_writer_at_a_time(tmp_path):
+    run = RunDir(tmp_path / "run")
+    with run.exclusive():
+        with pytest.raises(HnanasError, match=rf"run: process {os.getpid()} is writing this run"):
+            with RunDir(tmp_path / "run").exclusive():
+                pass
+    with RunDir(tmp_path / "run").exclusive():  # released when the writer ends
+        pass

@@ -36,7 +36,8 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False) -> dict:
     dd.barrier(d)
     if not d.main:  # one process speaks for all
         logging.getLogger("hnanas").setLevel(logging.WARNING)
-    with run.logging_to_file() if d.main else contextlib.nullcontext():
+    with (run.exclusive() if d.main else contextlib.nullcontext()), \
+            (run.logging_to_file() if d.main else contextlib.nullcontext()):
         if d.main and not resume:
             run.write_config(cfg)
             run.write_env({"torch_device": str(device), "world_size": d.world})
