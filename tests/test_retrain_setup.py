@@ -168,3 +168,15 @@ def test_retrain_of_a_baseline_with_deep_supervision(workspace, tmp_path):
     assert result.latency["cpu"]["predicted_ms"] is None and "baseline network" in result.latency["cpu"]["note"]
     assert json.loads((tmp_path / "toy" / "model.json").read_text()) == {"kind": "toy_ds", "width": 4}
     assert not (tmp_path / "toy" / "predictions.png").exists() and "toy_ds" in result.summary
+
+
+def test_float32_rounding_alone_does_not_fail_the_check(monkeypatch, caplog):
+    spec, model = tiny_model()
+    x = torch.randn(2, 1, 32, 32) + 50.0  # a bright flat background: float32 differs, float64 agrees
+    monkeypatch.setattr(deploy, "EQUIVALENCE_TOL", 0.0)  # as if float32 had missed the tolerance
+    with caplog.at_level("WARNING", logger="hnanas.train.deploy"):
+        deployed = reparameterize_checked(model, x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.modules())
+    assert "float32 rounding, not a broken fusion" in caplog.text
+    with torch.no_grad():  # the deploy form returned is float32, like the model
+        assert deployed(x).dtype == torch.float32
