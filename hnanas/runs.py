@@ -3,7 +3,8 @@
 A :class:`RunDir` is one folder under ``runs/``: ``config.yaml`` (the resolved config), ``env.json`` (the
 machine and versions), ``run.log`` (the run's log records), CSV logs appended row by row, and checkpoints.
 Creating one over an existing non-empty folder is an error unless resuming; resuming a missing or empty one is
-an error too, so a typo never starts a fresh run over old results or "resumes" nothing.
+an error too, so a typo never starts a fresh run over old results or "resumes" nothing. The process writing a
+run holds the folder's ``.lock`` (:meth:`RunDir.exclusive`), so two never write one run.
 
 Checkpoints are plain dicts of tensors and Python values, written atomically (``torch.save`` to a temporary file
 beside the target, then rename) and read with ``torch.load(weights_only=True)`` only. :func:`rng_state` /
