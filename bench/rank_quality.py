@@ -19,6 +19,8 @@ tau between the two seeds' test IoU. Table printed, OUT/rank_quality.json (``--r
 
     python bench/rank_quality.py --include runs/bench/svr_nuaa --out runs/bench/rank_nuaa \\
         --record bench/data/rank_quality_NUAA-SIRST.json --record-csv bench/data/rank_quality_NUAA-SIRST.csv
+    # what was recorded on 2026-12-03 (about 2 h on 2 cores; its 6-epoch truth proved too noisy, see
+    # docs/results.md): --spread 21 --min-ms 6 --epochs 6 --supernet-epochs 6, without --include
 
 Every phase resumes: finished retrains are skipped, the supernet continues from its last epoch, computed signals
 are cached in OUT/signals.json.
