@@ -23,7 +23,10 @@ tau between the two seeds' test IoU. Table printed, OUT/rank_quality.json (``--r
     # docs/results.md): --spread 21 --min-ms 6 --epochs 6 --supernet-epochs 6, without --include
 
 Every phase resumes: finished retrains are skipped, the supernet continues from its last epoch, computed signals
-are cached in OUT/signals.json.
+are cached in OUT/signals.json. Latencies are timed first, on a quiet machine (hnanas.train.export.time_networks).
+``--ledger DIR`` keeps the plan, latencies, signals and every finished retrain's metrics and log in a committed
+folder (hnanas.train.ledger), so a ground truth of more hours than one machine session accumulates over sessions;
+``--no-train`` scores what has finished.
 """
 
 from __future__ import annotations
@@ -55,8 +58,8 @@ from hnanas.search.proxies import grad_norm, one_shot_forward, recalibrate_bn, s
 from hnanas.space import load_space
 from hnanas.supernet import OneShotSupernet
 from hnanas.train.budget import Budget, budget_config, retrain_all
-from hnanas.train.deploy import measure_latency
-from hnanas.train.export import export_run
+from hnanas.train.export import time_networks
+from hnanas.train.ledger import Ledger
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
 from hnanas.train.optim import build_optimizer, build_scheduler, build_train_loss
@@ -65,6 +68,9 @@ from hnanas.train.sources import resolve_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SEEDS = (0, 1)
+# what --ledger keeps of OUT (besides every finished retrain's metrics, log and config)
+LEDGER_FILES = ("archs.json", "latency.json", "genotypes/*.json", "signals.json", "rank_quality.json",
+                "ground_truth.csv")
 
 
 def plan(args: argparse.Namespace, space, table) -> list[dict]:
@@ -146,20 +152,13 @@ def ground_truth(args, archs: list[dict], latency: dict, command: str) -> list[d
     return rows
 
 
-def measure(args, archs: list[dict]) -> dict:
-    """Each architecture's deploy-form latency (cpu, 1 thread), measured once from its seed-0 checkpoint."""
-    cache_file = args.out / "latency.json"
-    cache = read_json(cache_file) if cache_file.exists() else {}
-    for a in archs:
-        best = Path(a["folder"]) / "seed0" / "best.pt"
-        if a["name"] in cache or not best.exists():
-            continue
-        onnx = args.out / "onnx" / f"{a['name'].replace('/', '_')}.onnx"
-        export_run(checkpoint=best, out=onnx)
-        spec = resolve_spec(a["genotype"], args.space)
-        cache[a["name"]] = measure_latency(onnx.read_bytes(), spec, devices=["cpu"], threads=1)["cpu"]["measured_ms"]
-        write_json(cache_file, cache)
-    return cache
+def measure(args, space, archs: list[dict]) -> dict:
+    """Each architecture's deploy-form latency (cpu, 1 thread; hnanas.train.export.time_networks), timed from its
+    spec before any retrain starts, on one CPU model; ``{name: ms}``."""
+    specs = {a["name"]: resolve_spec(a["genotype"], args.space) for a in archs}
+    timed = time_networks(specs, args.out / "latency.json",
+                          report=lambda name, t: print(f"latency: {name} {t['measured_ms']:.2f} ms", flush=True))
+    return {name: t["measured_ms"] for name, t in timed.items()}
 
 
 def train_supernet(args, space, data, loss_fn) -> OneShotSupernet:
@@ -303,19 +302,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/bench/rank_quality"))
     p.add_argument("--record", type=Path, default=None, help="copy OUT/rank_quality.json here")
     p.add_argument("--record-csv", type=Path, default=None, help="copy OUT/ground_truth.csv here")
+    p.add_argument("--ledger", type=Path, default=None,
+                   help="a committed folder (bench/data/...) that keeps the plan, genotypes, latencies, signals and "
+                        "every finished retrain's metrics and log: restored into OUT at the start, updated after "
+                        "each retrain, so a ground truth longer than one session accumulates over sessions")
+    p.add_argument("--no-train", action="store_true", help="start no retrain: the ground truth of the finished ones")
     args = p.parse_args(argv)
     t0 = time.time()
+    ledger = Ledger(args.ledger, args.out, LEDGER_FILES) if args.ledger is not None else None
+    if ledger is not None:
+        print(f"ledger {args.ledger}: {ledger.restore()} files restored into {args.out}", flush=True)
     space = load_space(args.space)
     table = LatencyTable.load(args.table or default_table_path(space, "cpu", 1), space=space)
     archs = plan(args, space, table)
+    latency = measure(args, space, archs)
+    if ledger is not None:
+        ledger.save()
     budget = Budget(epochs=args.epochs, crop=args.crop, batch_size=args.batch_size, precision=args.precision,
                     threads=1 if args.jobs > 1 else None, measure_latency=False)
     data_keys = {"dataset": args.dataset, "split": args.split}
     jobs = [(budget_config(budget, {"genotype": a["genotype"], "space": args.space}, data_keys, seed),
              Path(a["folder"]) / f"seed{seed}") for seed in SEEDS for a in archs]
-    retrain_all(jobs, workers=args.jobs, done=lambda out, k, n: print(f"retrain {k}/{n} done: {out}", flush=True))
-    command = " ".join(["python", "bench/rank_quality.py", *(argv if argv is not None else sys.argv[1:])])
-    rows = ground_truth(args, archs, measure(args, archs), command)
+    def done(out: Path, k: int, n: int) -> None:
+        print(f"retrain {k}/{n} done: {out}", flush=True)
+        if ledger is not None:
+            ledger.save()
+
+    if not args.no_train:
+        retrain_all(jobs, workers=args.jobs, done=done)
+    # the command that trains (a --no-train call summarises what it trained)
+    command = " ".join(["python", "bench/rank_quality.py",
+                        *(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-train")])
+    rows = ground_truth(args, archs, latency, command)
     gt = csv_text(rows)
     write_text(args.out / "ground_truth.csv", gt)
     result = {"budget": {"epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": "quick",
@@ -348,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         if dst is not None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
+    if ledger is not None:
+        ledger.save()
     print(f"written: {args.out / 'rank_quality.json'}, {args.out / 'ground_truth.csv'} ({len(rows)} rows)")
     return 0
 

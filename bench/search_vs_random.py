@@ -13,8 +13,9 @@ several seeds (Li & Talwalkar 2019, Yang et al. 2020; ../shared/reference/search
    preset's optimiser and loss, checkpoint chosen after every epoch on the whole validation subset) for every
    seed of ``--seeds`` (baselines: ``--baseline-seeds``), ``--jobs`` at a time, each on one thread; finished
    retrains are skipped and interrupted ones resumed, so rerunning the command continues it;
-4. times each network's deploy-form ONNX export once, with nothing else running (ONNX Runtime, cpu, 1 thread,
-   the median of 3 fresh sessions; in its first seed's retrain with ``--jobs 1``, else afterwards), and writes
+4. times each network's deploy-form ONNX export before any retrain starts, with nothing else running (ONNX
+   Runtime, cpu, 1 thread, the median of 3 fresh sessions, freshly initialised weights: the same graph as the
+   trained export; hnanas.train.export.time_networks), and writes
    OUT/search_vs_random.{json,md,png}: per network the mean ± sample std over seeds of IoU, nIoU, Pd, Fa, the
    measured and predicted latency; the searched network's percentile among
    the random ones, its gap to their mean in pooled seed standard deviations and a bootstrap 95 % interval of
@@ -23,8 +24,14 @@ several seeds (Li & Talwalkar 2019, Yang et al. 2020; ../shared/reference/search
     python bench/search_vs_random.py --out runs/bench/svr_nuaa                    # NUAA-SIRST idx_427, 2 cores
     python bench/search_vs_random.py --dataset ../shared/datasets/NUDT-SIRST --split 50_50 --epochs 8 \\
         --out runs/bench/svr_nudt --record bench/data/search_vs_random_NUDT-SIRST.json
+    python bench/search_vs_random.py ... --ledger bench/data/search_vs_random_NUDT-SIRST   # over several sessions
+    python bench/search_vs_random.py ... --ledger bench/data/search_vs_random_NUDT-SIRST --no-train  # partial summary
     python bench/search_vs_random.py --search runs/my_search --out runs/bench/svr_mine    # an existing search
     python bench/search_vs_random.py --epochs 400 --crop 256 --batch-size 16 --jobs 1 ...  # a GPU budget
+
+``--ledger DIR`` keeps what the comparison needs to go on (plan, genotypes, the search's genotypes and log, the
+latency cache, every finished retrain's metrics) in a committed folder (hnanas.train.ledger): a run folder is not
+kept between machine sessions, the ledger is, so a comparison of several hours accumulates over sessions.
 
 Defaults are sized for the 2-core CPU: K = 8, seeds 0 1 2, 15 epochs of 128-px crops in batches of 8 (510 steps on
 NUAA-SIRST idx_427), two retrains at a time.
@@ -50,11 +57,14 @@ from hnanas.search.config import SearchConfig, resolve_config
 from hnanas.search.run import load_table, search_once
 from hnanas.space import load_space
 from hnanas.train.budget import Budget, budget_config, retrain_all
-from hnanas.train.deploy import measure_latency
-from hnanas.train.export import export_run
+from hnanas.train.export import time_networks
+from hnanas.train.ledger import Ledger
 from hnanas.train.sources import resolve_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+# what --ledger keeps of OUT (besides every finished retrain's metrics, log and config)
+LEDGER_FILES = ("networks.json", "latency.json", FILE, "search_vs_random.md", "genotypes/*.json",
+                "search/genotype.json", "search/stage1_genotype.json", "search/config.yaml", "search/search_log.csv")
 
 
 def ensure_search(args: argparse.Namespace) -> Path:
@@ -125,27 +135,16 @@ def retrain_dir(args: argparse.Namespace, net: dict, seed: int) -> Path:
 
 
 def measure(args: argparse.Namespace, nets: list[dict]) -> dict:
-    """Each network's deploy-form latency, measured once with nothing else running: by its first seed's retrain
-    when retrains ran one at a time, else here from that retrain's checkpoint. Cached in OUT/latency.json."""
-    cache_file = args.out / "latency.json"
-    cache = read_json(cache_file) if cache_file.exists() else {}
-    for net in nets:
-        if net["name"] in cache:
-            continue
-        folder = retrain_dir(args, net, seeds_of(args, net)[0])
-        if not (folder / "metrics.json").exists():
-            continue
-        timed = read_json(folder / "latency.json").get("cpu") if (folder / "latency.json").exists() else None
-        if timed is None:
-            onnx = args.out / "onnx" / f"{net['name']}.onnx"
-            export_run(checkpoint=folder / "best.pt", out=onnx)
-            spec = resolve_spec(**model_of(net))
-            timed = measure_latency(onnx.read_bytes(), spec, devices=["cpu"], threads=1, sessions=3)["cpu"]
-        cache[net["name"]] = timed
-        write_json(cache_file, cache)
-        print(f"latency: {net['name']} {timed['measured_ms']:.2f} ms measured, predicted "
-              f"{net.get('predicted_ms') or float('nan'):.2f} ms", flush=True)
-    return cache
+    """Each network's deploy-form latency (ONNX Runtime, cpu, 1 thread, the median of 3 fresh sessions), timed
+    from its spec before any retrain starts: a quiet machine, every network on one CPU model (cached in
+    OUT/latency.json; timed again whole on another CPU model)."""
+    def report(name: str, timed: dict) -> None:
+        predicted = next(n.get("predicted_ms") for n in nets if n["name"] == name)
+        print(f"latency: {name} {timed['measured_ms']:.2f} ms measured, predicted "
+              f"{predicted or float('nan'):.2f} ms", flush=True)
+
+    return time_networks({net["name"]: resolve_spec(**model_of(net)) for net in nets}, args.out / "latency.json",
+                         report=report)
 
 
 def collect(args: argparse.Namespace, nets: list[dict], latency: dict) -> tuple[list[dict], list[dict]]:
@@ -200,15 +199,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="retrains at a time, one thread each (default 2)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/search_vs_random"))
     p.add_argument("--record", type=Path, default=None, help="also copy the summary JSON here (bench/data/...)")
+    p.add_argument("--ledger", type=Path, default=None,
+                   help="a committed folder (bench/data/...) that keeps the plan, the search's genotypes and every "
+                        "finished retrain's metrics: restored into OUT at the start, updated after each retrain, so "
+                        "a comparison longer than one session goes on where the last one stopped")
+    p.add_argument("--no-train", action="store_true", help="start no retrain: summarise the finished ones (a "
+                                                          "partial summary says how many are missing)")
     args = p.parse_args(argv)
     args.baseline_seeds = args.baseline_seeds or args.seeds[:1]
     if len(set(args.seeds)) != len(args.seeds) or args.k < 2 or args.jobs < 1:
         raise SystemExit("search_vs_random: --seeds must be distinct, --k at least 2, --jobs at least 1")
     t0 = time.time()
+    ledger = Ledger(args.ledger, args.out, LEDGER_FILES) if args.ledger is not None else None
+    if ledger is not None:
+        print(f"ledger {args.ledger}: {ledger.restore()} files restored into {args.out}", flush=True)
     search = ensure_search(args)
     nets = plan_networks(args, search)
+    latency = measure(args, nets)
+    if ledger is not None:
+        ledger.save()
     budget = Budget(epochs=args.epochs, crop=args.crop, batch_size=args.batch_size, precision=args.precision,
-                    threads=1 if args.jobs > 1 else None, measure_latency=args.jobs == 1)
+                    threads=1 if args.jobs > 1 else None, measure_latency=False)
     data = {"dataset": args.dataset, "split": args.split, "data_root": args.data_root}
     # every network's first seed, then the next seeds, the (slow) baselines last: partial results stay usable
     order = sorted(((net["role"] == "baseline", seed_rank, net["name"], net, seed) for net in nets
@@ -220,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     def done(out: Path, k: int, n: int) -> None:
         print(f"retrain {k}/{n} done: {out.relative_to(args.out)} ({(time.time() - started) / 60:.1f} min)",
               flush=True)
+        if ledger is not None:
+            ledger.save()
 
-    retrain_all(jobs, workers=args.jobs, done=done)
-    latency = measure(args, nets)
+    if not args.no_train:
+        retrain_all(jobs, workers=args.jobs, done=done)
     rows, described = collect(args, nets, latency)
     networks = summarise_networks(rows, described)
     result = {"networks": networks, "rows": rows, "verdict": search_vs_random(networks),
@@ -232,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                          "precision": args.precision, "seeds": args.seeds, "baseline_seeds": args.baseline_seeds,
                          "jobs": args.jobs, "checkpoint": "best validation IoU, every epoch, whole subset"},
               "dataset": args.dataset, "split": args.split, "k": args.k, "tol": args.tol,
-              "command": " ".join(["python", "bench/search_vs_random.py", *(argv or sys.argv[1:])]),
+              "retrains": {"finished": len(rows), "planned": len(jobs)},
+              "command": " ".join(["python", "bench/search_vs_random.py",  # the command that trains
+                                   *(a for a in (argv or sys.argv[1:]) if a != "--no-train")]),
               "wall_seconds_this_call": round(time.time() - t0, 1), "environment": environment()}
     write_json(args.out / FILE, result)
     text = versus_markdown(result)
@@ -244,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.record is not None:
         args.record.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.out / FILE, args.record)
-    print(f"written: {args.out / FILE}, {args.out / 'search_vs_random.md'}, {args.out / 'search_vs_random.png'}")
+    if ledger is not None:
+        ledger.save()
+    print(f"written: {args.out / FILE}, {args.out / 'search_vs_random.md'}, {args.out / 'search_vs_random.png'}"
+          f" ({len(rows)} of {len(jobs)} retrains finished)")
     return 0
 
 

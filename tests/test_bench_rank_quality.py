@@ -166,3 +166,27 @@ def test_shipped_ground_truth_table_has_the_schema_two_seeds_and_one_budget(path
         assert len(json.loads(r["epoch_losses"])) == json.loads(r["budget"])["epochs"]
     assert len(seeds) >= 24 and all(s == {0, 1} for s in seeds.values())
     assert len({r["budget"] for r in rows}) == 1 and len({r["command"] for r in rows}) == 1
+
+
+def test_main_builds_the_ground_truth_and_a_ledger_carries_it_into_a_fresh_session(tiny, tmp_path, capsys):
+    import shutil
+
+    root, space, table_path = tiny
+    out, ledger = tmp_path / "out", tmp_path / "ledger"
+    argv = ["--dataset", str(root / "syn"), "--space", "tiny", "--table", str(table_path), "--spread", "0", "--epochs", "1", "--crop", "32", "--batch-size", "4", "--jobs", "1", "--precision",
+            "fp32", "--no-signals", "--out", str(out), "--ledger", str(ledger)]
+    assert bench.main(argv) == 0
+    with open(out / "ground_truth.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    archs = {r["arch"] for r in rows}
+    assert archs == set(named_genotypes(space)) and len(rows) == 2 * len(archs)
+    assert all(float(r["measured_ms"]) > 0 for r in rows)  # timed before the retrains, from each spec
+    assert (ledger / "ground_truth.csv").read_text() == (out / "ground_truth.csv").read_text()
+    shutil.rmtree(ledger / "nets" / "chain_res3" / "seed1")  # the last session stopped before this retrain
+    shutil.rmtree(out)
+    capsys.readouterr()
+    assert bench.main([*argv, "--no-train"]) == 0
+    with open(out / "ground_truth.csv", newline="") as f:
+        partial = list(csv.DictReader(f))
+    assert partial == [r for r in rows if (r["arch"], r["seed"]) != ("chain_res3", "1")]
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith(("retrain", "latency"))]

@@ -3,6 +3,8 @@ resumes without redoing anything; ``hnanas report`` shows the result."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from _helpers import load_bench, synthetic_table
@@ -43,7 +45,8 @@ def test_search_vs_random_plans_retrains_measures_and_judges(search_run, capsys)
     argv = ["--search", str(out / "search"), "--dataset", str(root / "syn"), "--k", "2", "--seeds", "3",
             "--baselines", "--epochs", "1", "--crop", "32", "--batch-size", "4", "--jobs", "1",
             "--precision", "fp32", "--out", str(out), "--record", str(root / "recorded.json")]
-    assert bench.main(argv) == 0
+    ledger = root / "ledger"
+    assert bench.main([*argv, "--ledger", str(ledger)]) == 0
     plan = read_json(out / "networks.json")
     space = load_space("tiny")
     table = LatencyTable.load(root / "tiny_cpu_t1.csv", space=space)
@@ -72,6 +75,7 @@ def test_search_vs_random_plans_retrains_measures_and_judges(search_run, capsys)
     assert iou["beats"] == sum(m < nets["searched"]["iou_mean"] for m in means)
     assert iou["gap"] == pytest.approx(nets["searched"]["iou_mean"] - sum(means) / 2)
     assert iou["gap_ci95"] is None and iou["pooled_seed_std"] is None  # one seed: no seed spread to pool
+    assert result["retrains"] == {"finished": 4, "planned": 4}
     assert (out / "search_vs_random.png").stat().st_size > 0
     text = (out / "search_vs_random.md").read_text()
     assert "| searched | searched | 1 |" in text and "above" in text
@@ -86,3 +90,34 @@ def test_search_vs_random_plans_retrains_measures_and_judges(search_run, capsys)
     index = report.index.read_text()
     assert report.runs == 1 and "## Search vs random at the same latency (out)" in index
     assert "| searched | searched | 1 |" in index and (out / "report/figures/search_vs_random_out.png").is_file()
+    check_the_ledger_carries_the_comparison_into_a_fresh_session(bench, [*argv, "--ledger", str(ledger)], result,
+                                                                 out, ledger, capsys)
+
+
+def check_the_ledger_carries_the_comparison_into_a_fresh_session(bench, argv, first, out, ledger, capsys):
+    """Run folders do not survive a machine session; the ledger (committed) does: a fresh output folder goes on
+    from the finished retrains and retrains only the missing ones."""
+    assert read_json(ledger / "search_vs_random.json")["rows"] == first["rows"]
+    assert sorted(p.parent.parent.name for p in ledger.glob("nets/*/seed3/metrics.json")) == sorted(
+        n["name"] for n in first["networks"])
+    assert not list(ledger.rglob("*.pt")) and not list(ledger.rglob("*.onnx"))
+    shutil.rmtree(ledger / "nets" / "random_1")  # as if the last session had stopped before this retrain
+    shutil.rmtree(out / "nets")  # the next session starts from a clean checkout (the search is --search here)
+    for name in ("networks.json", "latency.json", "search_vs_random.json"):
+        (out / name).unlink()
+    capsys.readouterr()
+    assert bench.main([*argv, "--no-train"]) == 0  # a partial summary, nothing trained
+    partial = read_json(out / "search_vs_random.json")
+    assert partial["retrains"] == {"finished": 3, "planned": 4} and not (out / "nets" / "random_1").exists()
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith(("retrain ", "latency"))]
+    assert "--no-train" not in partial["command"]  # the command that trained
+    shutil.rmtree(out / "nets")
+    assert bench.main(argv) == 0
+    retrained = [line for line in capsys.readouterr().out.splitlines() if line.startswith("retrain ")]
+    assert len(retrained) == 1 and retrained[0].startswith("retrain 4/4 done: nets/random_1/seed3")  # only it
+    again = read_json(out / "search_vs_random.json")
+    kept = [r for r in first["rows"] if r["net"] != "random_1"]
+    assert [r for r in again["rows"] if r["net"] != "random_1"] == kept
+    assert again["retrains"] == {"finished": 4, "planned": 4} and (ledger / "nets/random_1/seed3/metrics.json").exists()
+    assert read_json(out / "latency.json") == read_json(ledger / "latency.json")  # timed once, not again
+

@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
+from hnanas.envinfo import cpu_model
 from hnanas.errors import HnanasError
+from hnanas.fileio import read_json, write_json
 from hnanas.models import build_model
 from hnanas.runs import load_checkpoint
-from hnanas.train.deploy import deploy_network, export_checked, onnx_metadata, reparameterize_checked
+from hnanas.train.deploy import (deploy_network, export_checked, measure_latency, onnx_metadata,
+                                 reparameterize_checked)
 from hnanas.train.sources import deploy_size, model_from_checkpoint, read_search_run, resolve_spec, spec_name
 
 log = logging.getLogger(__name__)
@@ -84,3 +87,43 @@ def export_run(run: str | Path | None = None, *, checkpoint: str | Path | None =
     target = Path(out) if out else source.parent / ("export_dynamic.onnx" if dynamic else "export.onnx")
     data = export_checked(net, example, onnx_metadata(spec, input_norm, extra), dynamic=dynamic, path=target)
     return ExportResult(target, source, spec_name(spec), (h, w), dynamic, trained, len(data))
+
+
+def spec_latency(spec: Mapping, *, input_norm: Sequence[float] = (0.0, 1.0), devices: Sequence[str] = ("cpu",),
+                 threads: int | None = 1, sessions: int = 3) -> dict:
+    """:func:`~hnanas.train.deploy.measure_latency` of the network of ``spec`` with freshly initialised (seeded)
+    weights, exported as :func:`export_run` exports a trained one: fused, behind an input normalisation, static
+    at the deployment size. The graph, and so the time, is a trained network's (the weights' values do not
+    change the work), so a bench can time every network of a comparison at once, on a quiet machine, before (or
+    without) their checkpoints."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(dict(spec)).eval()
+    h, w = deploy_size(spec)
+    generator = torch.Generator().manual_seed(0)
+    deploy = reparameterize_checked(model, torch.randn(1, 1, h, w, generator=generator))
+    net = deploy_network(deploy, input_norm)
+    data = export_checked(net, torch.rand(1, 1, h, w, generator=generator) * 255,
+                          onnx_metadata(spec, input_norm, {"hnanas.untrained": "true"}))
+    return measure_latency(data, spec, devices=list(devices), threads=threads, sessions=sessions)
+
+
+def time_networks(specs: Mapping[str, Mapping], cache_file: str | Path, *,
+                  report: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
+    """``{name: measure_latency's cpu entry + cpu_model}`` of every network of ``specs`` (cpu, 1 thread, median of
+    3 fresh sessions; :func:`spec_latency`), cached in ``cache_file``. Timings belong to one CPU model: a cache
+    measured on another one is measured again whole, so a comparison never mixes two machines' times.
+    ``report(name, timed)`` is called after each new measurement."""
+    cache_file, cpu = Path(cache_file), cpu_model()
+    cache = read_json(cache_file) if cache_file.exists() else {}
+    if any(not isinstance(v, dict) or v.get("cpu_model") != cpu for v in cache.values()):
+        log.warning("%s was timed on another CPU model; timing every network again on %s", cache_file, cpu)
+        cache = {}
+    for name, spec in specs.items():
+        if name in cache:
+            continue
+        cache[name] = {**spec_latency(spec)["cpu"], "cpu_model": cpu}
+        write_json(cache_file, cache)
+        if report is not None:
+            report(name, cache[name])
+    return {name: cache[name] for name in specs}
