@@ -127,11 +127,15 @@ GT_COLUMNS = ("arch", "role", "seed", "nodes", "params", "macs", "predicted_ms",
               "epoch_losses", "genotype", "budget", "command")  # one row per architecture and seed, in this order
 
 
+def budget_record(args) -> dict:
+    """How the ground truth was trained (every row's ``budget`` column; the JSON's ``budget``, with the seeds)."""
+    return {"epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": "quick",
+            "precision": args.precision, "dataset": Path(args.dataset).name, "split": args.split}
+
+
 def ground_truth(args, archs: list[dict], latency: dict, command: str) -> list[dict]:
     """The ground-truth rows (GT_COLUMNS) of every finished retrain; ``command`` is the bench's command line."""
-    budget = json.dumps({"epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": "quick",
-                         "precision": args.precision, "dataset": Path(args.dataset).name, "split": args.split},
-                        separators=(",", ":"))
+    budget = json.dumps(budget_record(args), separators=(",", ":"))
     rows = []
     for a in archs:
         for seed in SEEDS:
@@ -336,8 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = ground_truth(args, archs, latency, command)
     gt = csv_text(rows)
     write_text(args.out / "ground_truth.csv", gt)
-    result = {"budget": {"epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": "quick",
-                         "precision": args.precision, "seeds": list(SEEDS)}, "dataset": args.dataset,
+    result = {"budget": {**budget_record(args), "seeds": list(SEEDS)}, "dataset": args.dataset,
               "split": args.split, "n_rows": len(rows), "table": str(table.path), "prior": PRIOR,
               "command": command}
     if not args.no_signals:
