@@ -16,9 +16,10 @@ from typing import Literal
 from hnanas.config import from_dict, to_dict
 from hnanas.errors import ConfigError
 from hnanas.fileio import read_yaml, stable_hash
+from hnanas.shipped import shipped_dir
 
 INPUT = "input"  # the name of the image as a node input
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES_DIR = shipped_dir("search_spaces")
 
 
 @dataclass

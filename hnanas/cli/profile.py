@@ -49,7 +49,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from hnanas.latency.profiler import ProfileSettings
-    from hnanas.latency.table import LatencyTable, default_table_path
+    from hnanas.latency.table import LatencyTable, profile_table_path
     from hnanas.runtime import get_device
     from hnanas.space import load_space
 
@@ -72,7 +72,7 @@ def run(args) -> int:
     spec = get_device(device)
     threads = args.threads or spec.default_threads
     space = load_space(args.space or "rep_nested")
-    out = args.out or default_table_path(space, device, threads)
+    out = args.out or profile_table_path(space, device, threads)
     settings = ProfileSettings(device=device, threads=threads, sessions=args.sessions, fp16=args.fp16)
 
     if args.action == "import":

@@ -21,19 +21,35 @@ from hnanas.genotype import Genotype
 from hnanas.latency.entries import (KEY_COLUMNS, Entry, concat_entry, head_entry, nchw_variant, op_entry,
                                     reorder_entry, resample_entry)
 from hnanas.network import node_in_channels
+from hnanas.shipped import in_checkout, shipped_dir, user_tables_dir
 from hnanas.space import SearchSpace
 
 log = logging.getLogger(__name__)
 FORMAT = "hnanas-latency-table/1"
-TABLES_DIR = Path(__file__).resolve().parents[2] / "latency_tables"
+TABLES_DIR = shipped_dir("latency_tables")  # the shipped tables (the repository's folder in a checkout)
 
 
 def sidecar_path(csv_path: str | Path) -> Path:
     return Path(csv_path).with_suffix(".json")
 
 
+def table_dirs() -> list[Path]:
+    """Where default tables are looked for, in order: in a checkout the repository's ``latency_tables/``; when
+    installed, first the tables the user profiled (``./latency_tables``), then the shipped ones."""
+    return [TABLES_DIR] if in_checkout() else [user_tables_dir(), TABLES_DIR]
+
+
+def profile_table_path(space: SearchSpace, device: str, threads: int) -> Path:
+    """Where ``hnanas profile`` writes the table of ``space`` on ``device`` at ``threads`` by default."""
+    return table_dirs()[0] / f"{space.name}_{device}_t{threads}.csv"
+
+
 def default_table_path(space: SearchSpace, device: str, threads: int) -> Path:
-    return TABLES_DIR / f"{space.name}_{device}_t{threads}.csv"
+    """The table that prices ``space`` on ``device`` at ``threads`` unless one is given: the first of
+    :func:`table_dirs` that has it (else where ``profile`` would write it)."""
+    name = f"{space.name}_{device}_t{threads}.csv"
+    dirs = table_dirs()
+    return next((d / name for d in dirs if (d / name).is_file()), dirs[0] / name)
 
 
 @dataclass

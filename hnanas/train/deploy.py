@@ -151,11 +151,12 @@ def find_table(spec: Mapping, device: str, threads: int | None) -> tuple[Path | 
     if threads is not None:
         path = latency_table.default_table_path(space, device, threads)
         return (path if path.is_file() else None), threads
-    found = {}
-    for path in latency_table.TABLES_DIR.glob(f"{space.name}_{device}_t*.csv"):
-        m = re.fullmatch(rf"{re.escape(space.name)}_{re.escape(device)}_t(\d+)\.csv", path.name)
-        if m:
-            found[int(m.group(1))] = path
+    found: dict[int, Path] = {}
+    for folder in reversed(latency_table.table_dirs()):  # the first folder's table wins
+        for path in folder.glob(f"{space.name}_{device}_t*.csv"):
+            m = re.fullmatch(rf"{re.escape(space.name)}_{re.escape(device)}_t(\d+)\.csv", path.name)
+            if m:
+                found[int(m.group(1))] = path
     if not found:
         return None, default
     chosen = default if default in found else min(found)
