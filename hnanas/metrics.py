@@ -85,13 +85,18 @@ def _as_bool_mask(mask: Any) -> np.ndarray:
     return gt if gt.dtype == bool else gt != 0
 
 
+def label_components(binary: np.ndarray) -> tuple[np.ndarray, int]:
+    """``scipy.ndimage.label`` of ``binary`` with 8-connectivity: the targets the metrics count (labels, n)."""
+    return ndimage.label(binary, structure=_EIGHT_CONNECTED)
+
+
 def _components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centroids (n x 2, row/col, float) and areas (n,) of the 8-connected components of ``binary``.
 
     Component k (0-based) is label k + 1 of ``scipy.ndimage.label``, i.e. components in raster order of their
     first pixel. Centroids are pixel-coordinate means, computed with bincount over foreground pixels only.
     """
-    labels, n = ndimage.label(binary, structure=_EIGHT_CONNECTED)
+    labels, n = label_components(binary)
     if n == 0:
         return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
     flat_index = np.flatnonzero(binary)

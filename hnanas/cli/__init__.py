@@ -22,6 +22,7 @@ COMMANDS: list[str] = [
     "hnanas.cli.search",
     "hnanas.cli.retrain",
     "hnanas.cli.evaluate",
+    "hnanas.cli.predict",
     "hnanas.cli.export",
     "hnanas.cli.report",
     "hnanas.cli.sweep",

@@ -113,29 +113,42 @@ def onnx_input_norm(session) -> tuple[float, float] | None:
     return float(mean), float(std)
 
 
-def _onnx_predictions(path: Path, index: DatasetIndex, ids: list[str], on_mismatch: MismatchPolicy
-                      ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def onnx_model(path: str | Path, device: str = "cpu"):
+    """``(session, probability)``: an ONNX Runtime session of an exported model and the function that runs it on
+    one raw image (float32 HxW, 0..255; padded at the bottom/right to a multiple of 32, or to the model's fixed
+    size, with the training mean from the model's ``hnanas.input_norm``), returning sigmoid probabilities at the
+    image's size."""
     from hnanas.runtime import make_session
 
-    session = make_session(path, "cpu", threads=0)
+    session = make_session(Path(path), device, threads=0)
     norm = onnx_input_norm(session)
     pad_value = norm[0] if norm else 0.0
     if norm is None:
         log.warning("warning: %s has no hnanas.input_norm metadata; padding images with 0", path)
     inp = session.get_inputs()[0]
     fixed = [d if isinstance(d, int) else None for d in inp.shape[-2:]]
+
+    def probability(raw: np.ndarray, name: str = "image") -> np.ndarray:
+        x = pad_to_multiple(raw.astype(np.float32, copy=False), 32, pad_value)
+        if fixed[0] is not None and fixed[1] is not None and x.shape != tuple(fixed):
+            if x.shape[0] > fixed[0] or x.shape[1] > fixed[1]:
+                raise HnanasError(f"{path}: fixed input size {fixed[1]}x{fixed[0]} is smaller than {name} "
+                                  f"({raw.shape[1]}x{raw.shape[0]}); export with --dynamic-shapes")
+            x = np.pad(x, ((0, fixed[0] - x.shape[0]), (0, fixed[1] - x.shape[1])), constant_values=pad_value)
+        logits = session.run(None, {inp.name: x[None, None]})[0][0, 0]
+        return expit(crop_to_size(logits, raw.shape)).astype(np.float32)
+
+    return session, probability
+
+
+def _onnx_predictions(path: Path, index: DatasetIndex, ids: list[str], on_mismatch: MismatchPolicy
+                      ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    _, probability = onnx_model(path)
     for image_id in progress(ids, desc="evaluate (onnx)", unit="img"):
         paths = index.paths(image_id)
         raw = decode_image(paths.image).astype(np.float32)
         mask = load_mask(paths.mask, raw.shape, on_mismatch, warn=False)
-        x = pad_to_multiple(raw, 32, pad_value)
-        if fixed[0] is not None and fixed[1] is not None and x.shape != tuple(fixed):
-            if x.shape[0] > fixed[0] or x.shape[1] > fixed[1]:
-                raise HnanasError(f"{path}: fixed input size {fixed[1]}x{fixed[0]} is smaller than image "
-                                  f"{paths.image} ({raw.shape[1]}x{raw.shape[0]}); export with --dynamic-shapes")
-            x = np.pad(x, ((0, fixed[0] - x.shape[0]), (0, fixed[1] - x.shape[1])), constant_values=pad_value)
-        logits = session.run(None, {inp.name: x[None, None]})[0][0, 0]
-        yield image_id, expit(crop_to_size(logits, raw.shape)).astype(np.float32), mask
+        yield image_id, probability(raw, f"image {paths.image}"), mask
 
 
 def evaluate_predictions(pred_dir: str | Path, index: DatasetIndex, split: str | None = None, *,
