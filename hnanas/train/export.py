@@ -89,13 +89,10 @@ def export_run(run: str | Path | None = None, *, checkpoint: str | Path | None =
     return ExportResult(target, source, spec_name(spec), (h, w), dynamic, trained, len(data))
 
 
-def spec_latency(spec: Mapping, *, input_norm: Sequence[float] = (0.0, 1.0), devices: Sequence[str] = ("cpu",),
-                 threads: int | None = 1, sessions: int = 3) -> dict:
-    """:func:`~hnanas.train.deploy.measure_latency` of the network of ``spec`` with freshly initialised (seeded)
-    weights, exported as :func:`export_run` exports a trained one: fused, behind an input normalisation, static
-    at the deployment size. The graph, and so the time, is a trained network's (the weights' values do not
-    change the work), so a bench can time every network of a comparison at once, on a quiet machine, before (or
-    without) their checkpoints."""
+def spec_export(spec: Mapping, input_norm: Sequence[float] = (0.0, 1.0)) -> bytes:
+    """The deploy-form ONNX model of the network of ``spec`` with freshly initialised (seeded) weights, exported as
+    :func:`export_run` exports a trained one: fused, behind an input normalisation, static at the deployment
+    size, checked against torch."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_model(dict(spec)).eval()
@@ -103,9 +100,17 @@ def spec_latency(spec: Mapping, *, input_norm: Sequence[float] = (0.0, 1.0), dev
     generator = torch.Generator().manual_seed(0)
     deploy = reparameterize_checked(model, torch.randn(1, 1, h, w, generator=generator))
     net = deploy_network(deploy, input_norm)
-    data = export_checked(net, torch.rand(1, 1, h, w, generator=generator) * 255,
+    return export_checked(net, torch.rand(1, 1, h, w, generator=generator) * 255,
                           onnx_metadata(spec, input_norm, {"hnanas.untrained": "true"}))
-    return measure_latency(data, spec, devices=list(devices), threads=threads, sessions=sessions)
+
+
+def spec_latency(spec: Mapping, *, devices: Sequence[str] = ("cpu",), threads: int | None = 1,
+                 sessions: int = 3) -> dict:
+    """:func:`~hnanas.train.deploy.measure_latency` of :func:`spec_export`. The graph, and so the work, is a
+    trained network's (the weights' values do not change it; ``bench/trained_vs_fresh_latency.py`` measures
+    that), so a bench can time every network of a comparison at once, on a quiet machine, before (or without)
+    their checkpoints."""
+    return measure_latency(spec_export(spec), spec, devices=list(devices), threads=threads, sessions=sessions)
 
 
 def time_networks(specs: Mapping[str, Mapping], cache_file: str | Path, *,
