@@ -194,7 +194,7 @@ def check_device(device: str, *, fp16: bool = False) -> None:
     spec = get_device(device)
     primary = spec.providers[0]
     hint = (f"device {device!r} needs {primary}, which does not run on this machine; profile it on the device "
-            f"itself with `hnanas profile --device {device} --bundle OUT.zip` and import the result")
+            f"itself with `hnanas profile --latency-device {device} --bundle OUT.zip` and import the result")
     try:
         import onnxruntime as ort
 

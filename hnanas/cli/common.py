@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from hnanas.config import override
 from hnanas.data import KNOWN_DATASETS, MISMATCH_POLICIES, DataConfig, DatasetIndex, open_dataset
@@ -43,3 +44,25 @@ def data_config_from_args(args: argparse.Namespace, base: DataConfig | None = No
 def open_dataset_from_args(args: argparse.Namespace) -> DatasetIndex:
     """The dataset named by ``--dataset``/DATASET and ``--data-root`` (``synthetic`` when none is given)."""
     return open_dataset(args.dataset or DataConfig().dataset, args.data_root)
+
+
+# One name per concept across commands: the device whose latency is measured or priced (--latency-device) and the
+# torch device that trains or runs a model (--torch-device); training crops are --crop-size. The spellings used
+# before (--device in every command, --train-device, search's --crop) still work, with a warning.
+class _DeprecatedAlias(argparse.Action):
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"hnanas: warning: {option_string} is deprecated here; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(parser, old: str, new: str) -> None:
+    """Accept ``old`` as a hidden, warning spelling of the option ``new`` already added to ``parser`` (a parser or
+    an argument group of it): same destination, type, choices and arity."""
+    action = parser._option_string_actions[new]
+    parser.add_argument(old, dest=action.dest, action=_DeprecatedAlias, new=new, type=action.type,
+                        choices=action.choices, nargs=action.nargs, metavar=action.metavar,
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)

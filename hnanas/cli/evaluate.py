@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from hnanas.cli.common import add_dataset_options
+from hnanas.cli.common import add_dataset_options, add_deprecated_alias
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="probability above which a pixel is target (model inputs only; default %(default)s)")
     p.add_argument("--save-pred", metavar="DIR", help="write each prediction as DIR/<id>.png (0/255)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--torch-device", dest="device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="torch device for a .pt checkpoint (default: %(default)s)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON (fractions; fa per pixel)")
+    add_deprecated_alias(p, "--device", "--torch-device")
     p.set_defaults(func=run_evaluate)
 
 

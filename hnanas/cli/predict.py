@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hnanas.cli.common import add_deprecated_alias
+
 DESCRIPTION = """\
 Run a trained network on image files, folders or glob patterns (PNG, BMP, JPEG, TIFF; 8/16-bit, gray or colour;
 any size: padded as `evaluate` pads, predicted at the input's size).
@@ -29,11 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="probability above which a pixel is target (default %(default)s)")
     p.add_argument("--overlay", action="store_true", help="also write OUT/overlays/<name>.png")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--torch-device", dest="device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="torch device for a checkpoint; cuda runs an .onnx model on the CUDA provider "
                         "(default: %(default)s)")
     p.add_argument("--batch", type=int, default=8, help="images of one size per torch step (default %(default)s)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
+    add_deprecated_alias(p, "--device", "--torch-device")
     p.set_defaults(func=run_predict)
 
 

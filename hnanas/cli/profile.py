@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from hnanas.cli.common import add_deprecated_alias
 from hnanas.errors import HnanasError
 from hnanas.fileio import write_json
 
@@ -13,10 +14,10 @@ log = logging.getLogger(__name__)
 
 HELP = """Measure a latency table of a search space on a device with ONNX Runtime.
 
-  hnanas profile --device cpu [--space rep_nested] [--threads 1] [--out PATH]     measure (resumable)
+  hnanas profile --latency-device cpu [--space rep_nested] [--threads 1] [--out PATH]     measure (resumable)
   hnanas profile validate --table PATH [--n 20] [--json OUT]                       predicted vs measured nets
-  hnanas profile --device jetson --bundle OUT.zip                                  for devices without torch
-  hnanas profile import RESULT.csv --device jetson [--space ...] [--out PATH]      bundle results -> table
+  hnanas profile --latency-device jetson --bundle OUT.zip                          for devices without torch
+  hnanas profile import RESULT.csv --latency-device jetson [--space ...] [--out PATH]  bundle results -> table
 
 Every entry (op in deploy form at each input-channel count the space can produce, concat, resample, head, and
 layout conversions) is timed inside a small context model from ONNX Runtime's per-node profile, so per-run
@@ -29,7 +30,9 @@ def register(sub) -> None:
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", nargs="?", choices=["import", "validate"], help="(default: measure)")
     p.add_argument("result", nargs="?", help="import: the runner's results.csv")
-    p.add_argument("--device", default=None, help="cpu | edge-cpu | gpu | jetson (default cpu)")
+    p.add_argument("--latency-device", dest="device", metavar="DEVICE", default=None,
+                   help="cpu | edge-cpu | gpu | jetson (default cpu)")
+    add_deprecated_alias(p, "--device", "--latency-device")
     p.add_argument("--space", default=None,
                    help="search-space name or YAML file (default rep_nested; validate: the table's)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: device's)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hnanas.cli.common import add_deprecated_alias
+
 DESCRIPTION = """\
 A report over search and retrain runs: accuracy vs measured latency per device (the latency table's prediction
 beside each measured point, baselines marked apart, the Pareto front drawn), a table of all runs (Markdown and
@@ -19,15 +21,16 @@ named genotype rather than from a search.
 Examples:
   hnanas report runs/demo                               # -> runs/demo/index.md
   hnanas report 'runs/sweep1/trial_*' runs/baselines/dnanet --out runs/report_sweep1
-  hnanas report 'runs/*' --device cpu gpu"""
+  hnanas report 'runs/*' --latency-device cpu gpu"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("report", help="Pareto plots, run table and architecture drawings of runs",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN_OR_GLOB", help="run folders, folders of runs, or quoted globs")
-    p.add_argument("--device", nargs="+", metavar="NAME",
+    p.add_argument("--latency-device", dest="device", nargs="+", metavar="NAME",
                    help="latency devices to show, in this order (default: every device a run was measured on)")
+    add_deprecated_alias(p, "--device", "--latency-device")
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default runs/report, or the run's own folder when one run is given)")
     p.set_defaults(func=run_report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hnanas.cli.common import add_dataset_options
+from hnanas.cli.common import add_dataset_options, add_deprecated_alias
 from hnanas.errors import HnanasError
 
 DESCRIPTION = """\
@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--crop-size", type=int, metavar="PX", help="side of the square training crops, pixels")
     p.add_argument("--lr", type=float, metavar="LR", help="initial learning rate")
     p.add_argument("--optimizer", choices=("adagrad", "adamw", "sgd"), help="optimizer")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto: cuda if present)")
+    p.add_argument("--torch-device", dest="device", choices=("auto", "cpu", "cuda"),
+                   help="torch device (default auto: cuda if present)")
+    add_deprecated_alias(p, "--device", "--torch-device")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for training (default: one per core)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp32-cl", "bf16"),
                    help="train path: fp32 (NCHW float32, bit-for-bit reruns), fp32-cl (channels_last), bf16 "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hnanas.cli.common import add_dataset_options
+from hnanas.cli.common import add_dataset_options, add_deprecated_alias
 from hnanas.errors import HnanasError
 
 HELP = """Differentiable two-stage search over a nested supernet, priced by a measured latency table.
@@ -47,7 +47,7 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
         "--preset": "quick: 5-8 min on 2 CPU cores on synthetic data; paper: HNA-NAS's schedule (GPU)",
         "--epochs": "epochs of each stage (warm-up epochs scale with it)",
         "--batch-size": "crops per step (split over processes under torchrun)",
-        "--train-device": "torch device for training (default auto: cuda if available)",
+        "--torch-device": "torch device for training (default auto: cuda if available)",
         "--seed": "seed (the same seed gives the same search)",
         **(helps or {})}
     add_dataset_options(p)
@@ -62,7 +62,9 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
     p.add_argument("--signal", choices=["val_loss", "train_loss", "val_iou"],
                    help="halving: the accuracy signal ranked at each rung (default val_loss)")
     p.add_argument("--space", help="search-space name or YAML file (default rep_nested)")
-    p.add_argument("--device", help="device whose latency table prices the search (default cpu)")
+    p.add_argument("--latency-device", dest="device", metavar="DEVICE",
+                   help="device whose latency table prices the search (default cpu)")
+    add_deprecated_alias(p, "--device", "--latency-device")
     p.add_argument("--threads", type=int, help=helps["--threads"])
     p.add_argument("--table", help="latency table CSV (default latency_tables/<space>_<device>_t<threads>.csv)")
     p.add_argument("--latency-weight", type=float, help=helps["--latency-weight"])
@@ -71,9 +73,13 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
     p.add_argument("--preset", choices=["quick", "paper"], default="quick", help=helps["--preset"])
     p.add_argument("--epochs", type=int, help=helps["--epochs"])
     p.add_argument("--batch-size", type=int, help=helps["--batch-size"])
-    p.add_argument("--crop", type=int, help="training crop size (default: the preset's)")
+    p.add_argument("--crop-size", dest="crop", type=int, metavar="PX",
+                   help="side of the square training crops, pixels (default: the preset's)")
+    add_deprecated_alias(p, "--crop", "--crop-size")
     p.add_argument("--stage2-mode", choices=["proxyless", "mixture"], help="stage 2: sampled paths or DARTS mixture")
-    p.add_argument("--train-device", choices=["auto", "cpu", "cuda"], help=helps["--train-device"])
+    p.add_argument("--torch-device", dest="train_device", choices=["auto", "cpu", "cuda"],
+                   help=helps["--torch-device"])
+    add_deprecated_alias(p, "--train-device", "--torch-device")
     p.add_argument("--seed", type=int, help=helps["--seed"])
     p.add_argument("--precision", choices=["auto", "fp32", "fp32-cl", "bf16"],
                    help="train path of the supernets: fp32 (bit-for-bit reruns), fp32-cl (channels_last), bf16 "

@@ -23,7 +23,7 @@ several machines with --storage postgresql://USER:PASSWORD@HOST/DB (or mysql://.
 
 Examples:
   hnanas sweep --study lam --latency-weights 0.01,0.03,0.1,0.3,1
-  hnanas sweep --study tgt --targets 20,40,80 --preset paper --dataset NUDT-SIRST --device gpu
+  hnanas sweep --study tgt --targets 20,40,80 --preset paper --dataset NUDT-SIRST --latency-device gpu
   hnanas sweep --study lam --latency-weights 0.01,0.1,1 --storage postgresql://u:pw@db-host/hnanas --trials 1"""
 
 
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--latency-weight": "lambda of a --targets sweep (default 0.1)",
         "--target-latency": "target T of a --latency-weights sweep",
         "--preset": "search preset, and the retrain preset unless --retrain-preset (default quick)",
-        "--train-device": "torch device (search and retrain)",
+        "--torch-device": "torch device (search and retrain)",
         "--seed": "seed of search and retrain (default 0)"})
     retrain = p.add_argument_group("retrain options (as hnanas retrain)")
     retrain.add_argument("--retrain-preset", choices=preset_names(), help="retrain preset (default: --preset)")

@@ -1,12 +1,12 @@
 """Profiling bundles: measure a latency table on a device where torch (and hnanas) cannot be installed.
 
-``hnanas profile --device jetson --bundle OUT.zip`` writes every context model of the space's entries, the
+``hnanas profile --latency-device jetson --bundle OUT.zip`` writes every context model of the space's entries, the
 reference networks (fixed overhead) and a few random networks (validation), a manifest, and ``runner.py`` (the
 same measuring code hnanas uses, needing only Python, numpy and onnxruntime). On the device::
 
     unzip OUT.zip -d bundle && python3 bundle/runner.py bundle --out results.csv
 
-``hnanas profile import results.csv --device jetson`` then turns the result into a table with the device's
+``hnanas profile import results.csv --latency-device jetson`` then turns the result into a table with the device's
 provenance, its fixed overhead and its validation figures. Bundled weights are a constant (0.01): dense kernels
 run the same whatever the values (inputs stay random), and the archive stays small.
 
@@ -97,7 +97,7 @@ def write_bundle(space: SearchSpace, out: Path, settings: ProfileSettings, n_val
             f"hnanas profiling bundle for space {space.name} ({space.hash}), device {settings.device}.\n"
             "Needs Python 3.8+, numpy and onnxruntime (with the device's execution provider).\n"
             "  python3 runner.py . --out results.csv      # resumable; then copy results.csv and results.json back\n"
-            f"  hnanas profile import results.csv --device {settings.device}\n")
+            f"  hnanas profile import results.csv --latency-device {settings.device}\n")
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp_zip:
             with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:

@@ -385,7 +385,7 @@ def main(argv: list | None = None) -> int:
     args = parser.parse_args(argv)
     run_bundle(args.bundle, args.out, args.threads, args.providers.split(",") if args.providers else None,
                args.method, args.fp16)
-    print(f"wrote {args.out}; copy it (and its .json) back and run: hnanas profile import {args.out} --device ...")
+    print(f"wrote {args.out}; copy it (and its .json) back and run: hnanas profile import {args.out} --latency-device ...")
     return 0
 
 

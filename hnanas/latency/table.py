@@ -101,7 +101,7 @@ class LatencyTable:
         if space is not None and (meta.get("space_hash") != space.hash):
             raise HnanasError(f"{path}: measured for space {meta.get('space')} ({meta.get('space_hash')}), not "
                               f"{space.name} ({space.hash}); profile this space: hnanas profile --space "
-                              f"{space.source or space.name} --device {meta.get('device', 'cpu')}")
+                              f"{space.source or space.name} --latency-device {meta.get('device', 'cpu')}")
         if device is not None and meta.get("device") != device:
             raise HnanasError(f"{path}: measured on device {meta.get('device')!r}, not {device!r}")
         try:

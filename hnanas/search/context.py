@@ -41,7 +41,7 @@ def load_table(cfg: SearchConfig, space: SearchSpace) -> LatencyTable:
     path = Path(cfg.table) if cfg.table else default_table_path(space, cfg.device, cfg.threads)
     if not path.is_file():
         raise HnanasError(f"{path}: no latency table for space {space.name} on device {cfg.device} with "
-                          f"{cfg.threads} thread(s); measure one: hnanas profile --device {cfg.device} --space "
+                          f"{cfg.threads} thread(s); measure one: hnanas profile --latency-device {cfg.device} --space "
                           f"{space.source or space.name} --threads {cfg.threads}  (or pass --table)")
     return LatencyTable.load(path, space=space, device=cfg.device)
 

@@ -173,7 +173,7 @@ def predicted_ms(spec: Mapping, device: str, threads: int) -> tuple[float | None
     path = default_table_path(space, device, threads)
     if not path.is_file():
         return None, (f"no latency table at {path}; measure one with `hnanas profile --space "
-                      f"{space.name} --device {device}`")
+                      f"{space.name} --latency-device {device}`")
     try:
         return float(LatencyTable.load(path, space=space, device=device).predict(genotype, space).total_ms), str(path)
     except HnanasError as exc:

@@ -118,7 +118,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if key == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if key == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but torch sees no GPU here; use --device cpu (or auto)")
+        raise ConfigError("device cuda requested but torch sees no GPU here; use --torch-device cpu (or auto)")
     if key not in ("cpu", "cuda"):
         raise ConfigError(f"unknown torch device {name!r}; choose auto, cpu or cuda")
     return torch.device(key)
