@@ -48,6 +48,7 @@ from hnanas.search.config import resolve_config
 from hnanas.search.run import search_once
 from hnanas.train.budget import Budget, budget_config, retrain_once
 from hnanas.train.presets import RetrainConfig
+from hnanas.train.sources import search_run_source
 
 NETS = ["search:rep_nested", "search:hna_nested", "model:dnanet", "model:repisd", "genotype:dense_res3@hna_nested",
         "genotype:dnanet_res3@hna_nested"]
@@ -65,7 +66,7 @@ def model_source(net: str, folder: Path, args: argparse.Namespace) -> dict:
                                            "latency_weight": args.latency_weight, "latency_loss": args.latency_loss,
                                            "target_latency_ms": args.target_latency})
         search_once(cfg, folder)
-        return {"genotype": str(folder / "genotype.json"), "space": what}
+        return search_run_source(folder)[0]
     if kind == "model":
         return {"baseline": what}
     if kind == "genotype":

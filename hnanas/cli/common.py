@@ -34,11 +34,15 @@ def add_dataset_options(parser: argparse.ArgumentParser, *, positional: bool = F
                              "warning), skip the sample, or stop with an error (default: resize)")
 
 
+def dataset_changes(args: argparse.Namespace, prefix: str = "data.") -> dict:
+    """The dataset options as config changes (``prefix`` + DataConfig key; None where not given): the one mapping
+    from the command line to the data section, used by every command."""
+    return {f"{prefix}{key}": getattr(args, key) for key in ("dataset", "data_root", "split", "on_mismatch")}
+
+
 def data_config_from_args(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
     """``base`` (default: ``DataConfig()``) with the dataset options given on the command line applied."""
-    changes = {"dataset": args.dataset, "data_root": args.data_root, "split": args.split,
-               "on_mismatch": args.on_mismatch}
-    return override(base or DataConfig(), changes, source="command line")
+    return override(base or DataConfig(), dataset_changes(args, prefix=""), source="command line")
 
 
 def open_dataset_from_args(args: argparse.Namespace) -> DatasetIndex:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hnanas.cli.common import add_dataset_options, add_deprecated_alias
+from hnanas.cli.common import add_dataset_options, add_deprecated_alias, dataset_changes
 from hnanas.errors import HnanasError
 
 DESCRIPTION = """\
@@ -58,8 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _changes(args: argparse.Namespace) -> dict:
-    return {"data.dataset": args.dataset, "data.data_root": args.data_root, "data.split": args.split,
-            "data.on_mismatch": args.on_mismatch, "data.crop_size": args.crop_size, "train.epochs": args.epochs,
+    return {**dataset_changes(args), "data.crop_size": args.crop_size, "train.epochs": args.epochs,
             "train.seed": args.seed, "train.batch_size": args.batch_size, "train.device": args.device,
             "train.threads": args.threads, "train.precision": args.precision, "optim.lr": args.lr,
             "optim.name": args.optimizer}
@@ -69,7 +68,7 @@ def run_retrain(args: argparse.Namespace) -> int:
     from hnanas.runs import check_run_path
     from hnanas.train.presets import build_config
     from hnanas.train.retrain import resume_retrain, start_retrain
-    from hnanas.train.sources import read_search_run
+    from hnanas.train.sources import search_run_source
 
     if not args.run and not args.out:
         raise HnanasError("retrain: pass --run runs/NAME (a search run, or the name of a new run) or --out DIR")
@@ -93,12 +92,7 @@ def run_retrain(args: argparse.Namespace) -> int:
         else:
             if not args.run:
                 raise HnanasError("retrain: name the network: --run SEARCH_RUN, --genotype with --space, or --model")
-            search = read_search_run(args.run)
-            model = {"genotype": str(search.genotype_file), "space": args.space or search.space}
-            data = dict(search.data)
-            if args.dataset and args.dataset != data.get("dataset"):  # another dataset: its own splits
-                data.pop("split", None)
-            base = {"data": data}
+            model, base = search_run_source(args.run, space=args.space, dataset=args.dataset)
         cfg = build_config(args.preset or "quick", model, base=base, file=args.config, changes=_changes(args))
         result = start_retrain(cfg, out)
     print(result.summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hnanas.cli.common import add_dataset_options, add_deprecated_alias
+from hnanas.cli.common import add_dataset_options, add_deprecated_alias, dataset_changes
 from hnanas.errors import HnanasError
 
 HELP = """Differentiable two-stage search over a nested supernet, priced by a measured latency table.
@@ -108,8 +108,7 @@ def config_from_args(args):
 
     base = preset_config(args.preset)
     changes = {
-        "data.dataset": args.dataset, "data.data_root": args.data_root, "data.split": args.split,
-        "data.on_mismatch": args.on_mismatch, "data.crop_size": args.crop, "space": args.space,
+        **dataset_changes(args), "data.crop_size": args.crop, "space": args.space,
         "device": args.device, "threads": args.threads, "table": args.table,
         "latency_weight": args.latency_weight, "target_latency_ms": args.target_latency,
         "latency_loss": args.latency_loss, "batch_size": args.batch_size, "seed": args.seed,

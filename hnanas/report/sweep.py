@@ -136,7 +136,7 @@ def _search(cfg: SweepConfig, point: st.SweepPoint, run_dir: Path) -> None:
 def _retrain(cfg: SweepConfig, run_dir: Path) -> Path:
     from hnanas.train.presets import build_config
     from hnanas.train.retrain import resume_retrain, start_retrain
-    from hnanas.train.sources import read_search_run
+    from hnanas.train.sources import search_run_source
 
     out = run_dir / "retrain"
     if (out / "metrics.json").is_file():
@@ -147,10 +147,8 @@ def _retrain(cfg: SweepConfig, run_dir: Path) -> Path:
     if out.is_dir():  # killed before its first epoch began: holds no weights
         log.info("%s: discarding a retrain that had not started", out)
         shutil.rmtree(out)
-    search = read_search_run(run_dir)
-    model = {"genotype": str(search.genotype_file.resolve()), "space": search.space}
-    rcfg = build_config(cfg.retrain_preset, model, base={"data": dict(search.data)}, file=cfg.retrain_config,
-                        changes=cfg.retrain_changes)
+    model, base = search_run_source(run_dir)
+    rcfg = build_config(cfg.retrain_preset, model, base=base, file=cfg.retrain_config, changes=cfg.retrain_changes)
     start_retrain(rcfg, out)
     return out
 

@@ -70,6 +70,19 @@ def read_search_run(path: str | Path) -> SearchRun:
     return SearchRun(path, genotype_file, space, data)
 
 
+def search_run_source(run: str | Path, *, space: str | None = None, dataset: str | None = None
+                      ) -> tuple[dict, dict]:
+    """What retraining a search run's network starts from (``retrain --run``, sweeps, benches): the model (its
+    genotype file, absolute, and space; ``space`` overrides) and the base config (the search's data keys; on
+    another ``dataset`` the search's split is dropped: splits belong to their dataset)."""
+    search = read_search_run(run)
+    model = {"genotype": str(search.genotype_file.resolve()), "space": space or search.space}
+    data = dict(search.data)
+    if dataset and dataset != data.get("dataset"):
+        data.pop("split", None)
+    return model, {"data": data}
+
+
 def resolve_spec(genotype: str | None = None, space: str | None = None, baseline: str | None = None) -> dict:
     """The model spec (no input normalisation) of a genotype in a space, or of a named baseline / spec file."""
     if baseline is not None:
