@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from hnanas.data.index import DatasetIndex, SamplePaths
-from hnanas.data.loading import (MismatchPolicy, SizeMismatch, apply_mismatch_policy, load_mask, mask_to_bool,
-                                 mask_values, read_size, resize_nearest, usable_ids)
+from hnanas.data.loading import (MismatchPolicy, SizeMismatch, apply_mismatch_policy, load_mask, read_binary_mask,
+                                 read_size, resize_nearest, usable_ids)
 from hnanas.errors import DataError
 from hnanas.metrics import IRSTMetrics
 from hnanas.progress import progress
@@ -69,7 +69,7 @@ def read_prediction(path: Path) -> np.ndarray:
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """A ground-truth mask file as bool HxW at its own size, by the dataset layer's mask convention."""
-    return mask_to_bool(mask_values(path))
+    return read_binary_mask(path)
 
 
 def _ground_truth(entry: SamplePaths | str | os.PathLike | None, on_mismatch: MismatchPolicy,

@@ -88,12 +88,12 @@ def prune(space: SearchSpace, inputs: Mapping[str, tuple[str, ...]]) -> dict[str
     return {n.id: tuple(c for c in n.candidates if c in inputs[n.id]) for n in space.nodes if n.id in alive}
 
 
-def validate(g: Genotype, space: SearchSpace) -> None:
+def validate(g: Genotype, space: SearchSpace, source: str | None = None) -> None:
     """Check that ``g`` belongs to ``space`` (name, hash, edges among candidates, ops among the space's ops or
-    the stage-1 op) and is pruned."""
+    the stage-1 op) and is pruned. ``source`` (the file) leads every error message."""
     from hnanas.ops import list_ops
 
-    where = f"genotype {g.name or '(unnamed)'}"
+    where = f"{source} (genotype {g.name or '(unnamed)'})" if source else f"genotype {g.name or '(unnamed)'}"
     if g.space != space.name or g.space_hash != space.hash:
         raise ConfigError(f"{where}: made for space {g.space} ({g.space_hash}), not {space.name} ({space.hash}); "
                           f"use the space file it was searched in")
@@ -104,9 +104,11 @@ def validate(g: Genotype, space: SearchSpace) -> None:
         bad = [i for i in ins if i not in space.node(node).candidates]
         if bad or not ins:
             raise ConfigError(f"{where}: node {node} keeps {list(ins)}; candidates are "
-                              f"{list(space.node(node).candidates)}")
+                              f"{list(space.node(node).candidates)} in space {space.name} (edges only go forward, so no cycle "
+                              f"is possible); fix the file or use the genotype.json a search wrote")
         if op not in known:
-            raise ConfigError(f"{where}: node {node}: unknown op {op!r}")
+            raise ConfigError(f"{where}: node {node}: unknown op {op!r}; known ops: {', '.join(sorted(known))} "
+                              f"(`hnanas ops list`)")
     if prune(space, g.inputs).keys() != g.inputs.keys():
         raise ConfigError(f"{where}: has nodes the output cannot reach; build it with make_genotype()")
 
@@ -125,7 +127,7 @@ def genotype_from_dict(data: Mapping, space: SearchSpace, source: str = "genotyp
     if [n for n, _, _ in g.nodes] != [n for n in order if n in g.inputs]:
         g = Genotype(g.space, g.space_hash, tuple(sorted(g.nodes, key=lambda t: order.index(t[0])
                                                          if t[0] in order else -1)), g.name)
-    validate(g, space)
+    validate(g, space, source if source != "genotype" else None)
     return g
 
 

@@ -21,6 +21,8 @@ import io
 import logging
 import os
 import random
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TypeVar
 
@@ -57,14 +59,34 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, resumed: bool = False):
         self.path = Path(path)
         self.resumed = resumed
+        self.made_folder = False  # create() made the folder (it did not exist before)
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, resume: bool = False) -> "RunDir":
         """Open ``path`` for a new run (it must not exist or be empty) or, with ``resume``, an existing one."""
         path = Path(path)
         check_run_path(path, resume=resume)
+        run = cls(path, resumed=resume)
+        run.made_folder = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
-        return cls(path, resumed=resume)
+        return run
+
+    @contextlib.contextmanager
+    def discard_if_refused(self) -> Iterator[None]:
+        """For a new run: when the block fails on bad input (:class:`HnanasError`, e.g. an unreadable image or a
+        broken latency table) before any checkpoint (``*.pt``) was written, remove what the run wrote (and the
+        folder, if :meth:`create` made it), so the same command runs again once the input is fixed instead of
+        asking for ``--resume``. A run folder is empty when a new run opens it, so everything in it is the run's
+        own. Use it inside :meth:`exclusive` (only the lock holder cleans up); resumed runs are left alone."""
+        try:
+            yield
+        except HnanasError:
+            if not self.resumed and self.path.is_dir() and not any(self.path.rglob("*.pt")):
+                for item in self.path.iterdir():
+                    shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+                if self.made_folder:
+                    self.path.rmdir()
+            raise
 
     # ------------------------------------------------------------------------------------- files
     def file(self, name: str) -> Path:
@@ -83,7 +105,11 @@ class RunDir:
         if not self.config_path.is_file():
             raise ConfigError(f"{self.config_path}: missing; this folder was not written by hnanas (or the run "
                               f"was killed before it started); start a new run without --resume")
-        return from_dict(cls, read_yaml(self.config_path), source=str(self.config_path))
+        try:
+            return from_dict(cls, read_yaml(self.config_path), source=str(self.config_path))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; is this folder another kind of run (a search, not a retrain, or the other way "
+                              f"round)? pass the run's own folder, or start a new run elsewhere") from None
 
     def write_env(self, extra: dict | None = None) -> Path:
         """``env.json``: versions, host, CPU, memory, date (and ``extra``, e.g. the torch device)."""
@@ -172,13 +198,16 @@ class CsvLog:
         if unknown:
             raise ValueError(f"{self.path}: unknown columns {sorted(unknown)}")
         new = not self.path.is_file() or self.path.stat().st_size == 0
-        with open(self.path, "a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _csv_value(row.get(k)) for k in self.fields})
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=self.fields)
+                if new:
+                    writer.writeheader()
+                writer.writerow({k: _csv_value(row.get(k)) for k in self.fields})
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk: name the log (a torn last row is dropped on resume)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def truncate_after(self, step: int) -> int:
         """Keep rows whose step is ``<= step`` (and drop a torn last line); returns how many were dropped."""
@@ -215,10 +244,13 @@ def _csv_value(value: Any) -> Any:
 
 # ------------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """``torch.save`` ``state`` (plus its format tag) to a temporary file beside ``path``, then rename."""
+    """``torch.save`` ``state`` (plus its format tag) to a temporary file beside ``path``, then rename; a full disk
+    is an ``OSError`` naming ``path`` (the CLI's one-line error), and ``path`` keeps its previous content."""
     path = Path(path)
+    buffer = io.BytesIO()  # serialised first: torch.save on a full disk fails with an obscure RuntimeError
+    torch.save(plain({"format": CHECKPOINT_FORMAT, **state}), buffer)
     with atomic_path(path) as tmp:
-        torch.save(plain({"format": CHECKPOINT_FORMAT, **state}), tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 
@@ -252,15 +284,31 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise HnanasError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4" notes about a foreign file: the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated files, foreign pickles, ... all mean "not usable"
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        detail = [ln for ln in lines if "Unpickler error" in ln] or lines or [type(exc).__name__]
-        first = detail[0][:200]
-        raise HnanasError(f"{path}: not a readable hnanas checkpoint ({first})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise HnanasError(f"{path}: not an hnanas checkpoint (expected format {CHECKPOINT_FORMAT})")
+        raise HnanasError(f"{path}: not an hnanas checkpoint, or a damaged one ({_load_failure(exc)}); it was not "
+                          f"unpickled (only tensors and plain values are read); pass a best.pt or last.pt "
+                          f"written by hnanas retrain") from None
+    if not isinstance(state, dict) or "format" not in state:
+        raise HnanasError(f"{path}: not an hnanas checkpoint (no format tag); pass a best.pt or last.pt written "
+                          f"by hnanas retrain")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise HnanasError(f"{path}: checkpoint format {state['format']!r}, this hnanas reads {CHECKPOINT_FORMAT!r}; "
+                          f"it was written by another hnanas version: use that version, or retrain with this one")
     return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """The informative line of a ``torch.load`` failure (e.g. ``Unsupported global: GLOBAL builtins.open``)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for key in ("Unsupported global", "Unsupported operand", "Unpickler error", "failed finding central directory",
+                "invalid load key", "Ran out of input"):
+        hit = [ln for ln in lines if key in ln]
+        if hit:  # the first sentence: torch's advice after it (allow-listing globals) is not for our users
+            return hit[0][hit[0].find(key):].split(". ")[0][:160]
+    return (lines[-1] if lines else type(exc).__name__)[:160]
 
 
 def rng_state() -> dict:

@@ -85,14 +85,14 @@ def test_unreadable_or_foreign_checkpoints_are_clear_errors(tmp_path):
     with pytest.raises(HnanasError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(HnanasError, match="junk.pt: not a readable hnanas checkpoint"):
+    with pytest.raises(HnanasError, match="junk.pt: not an hnanas checkpoint, or a damaged one"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(HnanasError, match="foreign.pt: not an hnanas checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
     good = save_checkpoint(tmp_path / "good.pt", {"epoch": 1})
     good.write_bytes(good.read_bytes()[:40])  # truncated
-    with pytest.raises(HnanasError, match="good.pt: not a readable hnanas checkpoint"):
+    with pytest.raises(HnanasError, match="good.pt: not an hnanas checkpoint, or a damaged one"):
         load_checkpoint(good)
     with pytest.raises(TypeError, match="cannot store object"):
         plain({"x": object()})

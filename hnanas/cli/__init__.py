@@ -12,7 +12,7 @@ import logging
 import sys
 
 import hnanas
-from hnanas.errors import HnanasError
+from hnanas.errors import HnanasError, environment_error
 
 # Subcommand modules, in the order `hnanas --help` lists them. Only commands that work are listed.
 COMMANDS: list[str] = [
@@ -92,3 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk or a read-only folder is the machine's state, not a bug
+        user_error = environment_error(exc)
+        if user_error is None:
+            raise
+        print(f"hnanas: error: {user_error}", file=sys.stderr)
+        return user_error.exit_code

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from hnanas.data.index import DatasetIndex, Split, open_dataset
 from hnanas.data.normalization import NormStats, norm_stats
 from hnanas.data.splits import split_train_val
+from hnanas.errors import DataError
 
 if TYPE_CHECKING:  # torch is imported only when datasets are built, so `data synth`/`check` start fast
     from hnanas.data.torch_data import EvalDataset, SampleStore, TrainDataset
@@ -66,6 +67,9 @@ def build_data(cfg: DataConfig, *, index: DatasetIndex | None = None) -> DataBun
 
     index = index or open_dataset(cfg.dataset, cfg.data_root)
     split = index.split(cfg.split)
+    if not split.train:
+        raise DataError(f"{split.train_file or index.root}: the train list of split {split.name} is empty; it "
+                        f"should hold one sample id per line (or pass another --split)")
     train_ids, val_ids = split_train_val(split.train, cfg.val_fraction, cfg.seed)
     stats = norm_stats(index, split.name)
     store = SampleStore(index, cfg.on_mismatch, cfg.cache_images)

@@ -2,8 +2,8 @@
 and every problem found. Read-only: it writes nothing, not even the normalisation cache.
 
 Problems are ``error`` (missing, unreadable or non-image files, ids listed but absent, train/test overlap,
-size mismatches under ``--on-mismatch error``) or ``warning`` (size mismatches resized or skipped, non-binary
-masks, duplicated ids in a list, masks without an image). Each names the file.
+size mismatches under ``--on-mismatch error``, non-binary masks) or ``warning`` (size mismatches resized or
+skipped, duplicated ids in a list, masks without an image). Each names the file.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 from hnanas.data.augment import target_components
 from hnanas.data.index import DatasetIndex
 from hnanas.data.loading import (MismatchPolicy, SizeMismatch, apply_mismatch_policy, decode_image, mask_to_bool,
-                                 mask_values, mismatch_message, read_header, resize_nearest)
+                                 mask_values, mismatch_message, non_binary, non_binary_message, read_header,
+                                 resize_nearest)
 from hnanas.data.splits import split_train_val
 from hnanas.errors import DataError
 from hnanas.progress import progress
@@ -94,10 +95,8 @@ def _check_sample(report: CheckReport, sample_id: str) -> None:
             return
         distinct = np.unique(raw)
         values = tuple(int(v) for v in distinct[:8])
-        if len(distinct) > 2 or (len(distinct) == 2 and int(distinct[1]) not in (1, 255, 65535)) or \
-                (len(distinct) == 1 and int(distinct[0]) not in (0,)):
-            shown = "{" + ", ".join(map(str, values)) + (", ..." if len(distinct) > 8 else "") + "}"
-            report.add("warning", f"{paths.mask}: non-binary mask values {shown}; read with the mask convention")
+        if non_binary(raw) is not None:
+            report.add("error", non_binary_message(paths.mask, distinct))
         mask = mask_to_bool(raw)
         if mask.shape != image.shape:
             try:

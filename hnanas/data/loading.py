@@ -11,7 +11,9 @@ red annotation counts; palette masks: their palette colours). A pixel is target 
 - ``> 127`` if the maximum is at most 255 (0/255 masks, 8 or 16 bit),
 - ``> 32767`` otherwise (0/65535 masks).
 
-``data check`` reports the value sets it sees and flags masks with values other than those two levels.
+A mask with values other than those two levels (0/1, 0/255, 0/65535) is refused with a DataError naming the
+file: anything else is a wrong file or a soft annotation that would be cut silently at 127 (``data check``
+lists every such mask).
 
 **Mismatch policy** (``on_mismatch``) for a mask whose size differs from its image (NUAA-SIRST ``Misc_111``):
 ``resize`` (default) resizes the mask to the image size by nearest neighbour with a warning naming the file;
@@ -112,6 +114,32 @@ def mask_values(path: str | Path) -> np.ndarray:
     return arr
 
 
+BINARY_TOPS = (1, 255, 65535)
+
+
+def non_binary(values: np.ndarray) -> np.ndarray | None:
+    """The distinct values of a mask that is not binary (0 plus one of 1, 255, 65535), else None."""
+    top = int(values.max()) if values.size else 0
+    if top == 0 or (top in BINARY_TOPS and not np.any((values != 0) & (values != top))):
+        return None
+    return np.unique(values)
+
+
+def non_binary_message(path: Path, distinct: np.ndarray) -> str:
+    shown = "{" + ", ".join(str(int(v)) for v in distinct[:6]) + (", ..." if len(distinct) > 6 else "") + "}"
+    return (f"{path}: mask values {shown} are not a binary mask (0/255 or 0/1); re-save it with target pixels 255 "
+            f"(or 1) and the rest 0 (`hnanas data check` lists every such mask)")
+
+
+def read_binary_mask(path: str | Path) -> np.ndarray:
+    """A mask file as bool HxW at its own size; a non-binary mask is a DataError naming the file."""
+    values = mask_values(path)
+    distinct = non_binary(values)
+    if distinct is not None:
+        raise DataError(non_binary_message(Path(path), distinct))
+    return mask_to_bool(values)
+
+
 def mask_to_bool(values: np.ndarray) -> np.ndarray:
     """Apply the mask convention (module docstring) to raw mask values."""
     top = int(values.max()) if values.size else 0
@@ -133,7 +161,7 @@ def load_mask(path: str | Path | None, image_shape: tuple[int, int], on_mismatch
     """bool HxW of ``image_shape``; ``path`` None means a target-free sample (all False)."""
     if path is None:
         return np.zeros(image_shape, dtype=bool)
-    mask = mask_to_bool(mask_values(path))
+    mask = read_binary_mask(path)
     if mask.shape != tuple(image_shape):
         apply_mismatch_policy(Path(path), mask.shape, tuple(image_shape), on_mismatch, warn=warn)  # may raise
         mask = resize_nearest(mask, image_shape)

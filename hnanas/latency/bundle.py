@@ -110,12 +110,14 @@ def write_bundle(space: SearchSpace, out: Path, settings: ProfileSettings, n_val
 def safe_extract(zip_path: Path, dest: Path) -> Path:
     """Unpack a bundle, refusing members that would land outside ``dest`` (zip-slip) or are links."""
     dest = dest.resolve()
+    if not zipfile.is_zipfile(zip_path):
+        raise HnanasError(f"{zip_path}: not a zip archive (or a damaged one); copy it again")
     with zipfile.ZipFile(zip_path) as z:
         for info in z.infolist():
             target = (dest / info.filename).resolve()
             if info.filename.startswith("/") or (dest not in target.parents and target != dest):
-                raise HnanasError(f"{zip_path}: member {info.filename!r} would be written outside {dest}; "
-                                  "refusing to unpack this archive")
+                raise HnanasError(f"{zip_path}: member {info.filename!r} would be written outside the folder it "
+                                  "is unpacked to (zip-slip); refusing to unpack it: zip only the runner's files")
             if (info.external_attr >> 16) & 0o170000 == 0o120000:
                 raise HnanasError(f"{zip_path}: member {info.filename!r} is a symbolic link; refusing to unpack")
         z.extractall(dest)
@@ -123,7 +125,14 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
 
 
 def import_results(csv_path: Path, space: SearchSpace, device: str) -> tuple[LatencyTable, dict]:
-    """Turn a bundle's ``results.csv`` (+ ``results.json``) into a table; returns it and a validation report."""
+    """Turn a bundle's ``results.csv`` (+ ``results.json``) into a table; returns it and a validation report.
+    ``csv_path`` may also be a zip holding both (the device's folder zipped back), unpacked by :func:`safe_extract`."""
+    if csv_path.suffix.lower() == ".zip" and csv_path.is_file():
+        with tempfile.TemporaryDirectory(prefix="hnanas-import-") as tmp:
+            found = sorted(safe_extract(csv_path, Path(tmp)).rglob("results.csv"))
+            if not found:
+                raise HnanasError(f"{csv_path}: holds no results.csv; zip the runner's results.csv and results.json")
+            return import_results(found[0], space, device)
     info_path = csv_path.with_suffix(".json")
     if not csv_path.is_file() or not info_path.is_file():
         raise HnanasError(f"{csv_path}: need the runner's results.csv and results.json side by side")

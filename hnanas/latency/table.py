@@ -97,19 +97,28 @@ class LatencyTable:
         missing = [c for c in KEY_COLUMNS + ["median_ms"] if c not in frame.columns]
         if missing:
             raise ConfigError(f"{path}: missing columns {missing}")
+        times = pd.to_numeric(frame["median_ms"], errors="coerce")
+        bad = [i for i, t in enumerate(times) if not (t >= 0 and t != float("inf"))]  # NaN fails t >= 0
+        if bad:
+            raise ConfigError(f"{path}: line {bad[0] + 2}: median_ms {frame['median_ms'][bad[0]]} is not a time "
+                              f"in ms (a finite number >= 0; {len(bad)} such row(s)); restore the file or "
+                              f"re-measure it with `hnanas profile`")
+        frame["median_ms"] = times
         table = cls(frame, meta, path)
         if space is not None and (meta.get("space_hash") != space.hash):
             raise HnanasError(f"{path}: measured for space {meta.get('space')} ({meta.get('space_hash')}), not "
                               f"{space.name} ({space.hash}); profile this space: hnanas profile --space "
                               f"{space.source or space.name} --latency-device {meta.get('device', 'cpu')}")
         if device is not None and meta.get("device") != device:
-            raise HnanasError(f"{path}: measured on device {meta.get('device')!r}, not {device!r}")
+            raise HnanasError(f"{path}: measured on device {meta.get('device')!r}, not {device!r}; pass a table of "
+                              f"{device!r} or measure one: hnanas profile --latency-device {device}")
         try:
             import onnxruntime as ort
 
             if meta.get("onnxruntime") and meta["onnxruntime"] != ort.__version__:
-                log.warning("%s: measured with onnxruntime %s, this is %s; latencies may differ", path,
-                            meta["onnxruntime"], ort.__version__)
+                log.warning("warning: %s: measured with onnxruntime %s, this is %s; latencies may differ "
+                            "(re-measure with `hnanas profile` for this version's)", path, meta["onnxruntime"],
+                            ort.__version__)
         except ImportError:  # pragma: no cover
             pass
         return table

@@ -37,6 +37,7 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False) -> dict:
     if not d.main:  # one process speaks for all
         logging.getLogger("hnanas").setLevel(logging.WARNING)
     with (run.exclusive() if d.main else contextlib.nullcontext()), \
+            (run.discard_if_refused() if d.main else contextlib.nullcontext()), \
             (run.logging_to_file() if d.main else contextlib.nullcontext()):
         if d.main and not resume:
             run.write_config(cfg)

@@ -85,7 +85,7 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
-    with run.exclusive(), run.logging_to_file(), _torch_threads(cfg.train.threads):
+    with run.exclusive(), run.discard_if_refused(), run.logging_to_file(), _torch_threads(cfg.train.threads):
         device = resolve_device(cfg.train.device)
         run.write_env({"torch_device": str(device), "resumed": run.resumed})
         log.info("retrain %s in %s (%s preset, %d epochs, device %s)", spec.get("kind"), run.path, cfg.preset,
