@@ -30,6 +30,19 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """An empty hnanas cache for the suite (and the commands it starts): tables a user priced this machine with
+    (`hnanas profile quick`, ~/.cache/hnanas) must not change what the tests' searches and reports predict."""
+    before = os.environ.get("HNANAS_CACHE_DIR")
+    os.environ["HNANAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("hnanas-cache"))
+    yield
+    if before is None:
+        os.environ.pop("HNANAS_CACHE_DIR", None)
+    else:
+        os.environ["HNANAS_CACHE_DIR"] = before
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)

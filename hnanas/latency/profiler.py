@@ -233,7 +233,7 @@ def provenance(space: SearchSpace, settings: ProfileSettings) -> dict:
         "space": space.name, "space_hash": space.hash, "space_source": space.source,
         **session_settings(sess, settings.device, settings.threads, settings.opt_level),
         "onnx": onnx.__version__, "onnxruntime": ort.__version__, "opset": OPSET,
-        "cpu_model": env["cpu_model"], "cpu_physical_cores": env["cpu_physical_cores"],
+        "cpu_model": env["cpu_model"], "cpu_identity": env["cpu_identity"], "cpu_physical_cores": env["cpu_physical_cores"],
         "cpu_logical_cores": env["cpu_logical_cores"], "memory_gb": env["memory_gb"], "platform": env["platform"],
         "host": env["host"], "date": env["date"], "hnanas": env["hnanas"], "allocator": env["ld_preload"] or "libc",
         "method": "profile" if per_node_profiles(settings.device) else "e2e", "context_version": CONTEXT_VERSION,

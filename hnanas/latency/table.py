@@ -18,6 +18,7 @@ import pandas as pd
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_json, write_json, write_text
 from hnanas.genotype import Genotype
+from hnanas.latency import machine
 from hnanas.latency.entries import (KEY_COLUMNS, Entry, concat_entry, head_entry, nchw_variant, op_entry,
                                     reorder_entry, resample_entry)
 from hnanas.network import node_in_channels
@@ -45,11 +46,20 @@ def profile_table_path(space: SearchSpace, device: str, threads: int) -> Path:
 
 
 def default_table_path(space: SearchSpace, device: str, threads: int) -> Path:
-    """The table that prices ``space`` on ``device`` at ``threads`` unless one is given: the first of
+    """The table that prices ``space`` on ``device`` at ``threads`` unless one is given. For the ``cpu`` device,
+    the first table measured on this CPU with this onnxruntime: a profile in :func:`table_dirs`, else this
+    machine's quick transfer (``hnanas profile quick``, :mod:`hnanas.latency.machine`). Otherwise the first of
     :func:`table_dirs` that has it (else where ``profile`` would write it)."""
     name = f"{space.name}_{device}_t{threads}.csv"
     dirs = table_dirs()
-    return next((d / name for d in dirs if (d / name).is_file()), dirs[0] / name)
+    found = [d / name for d in dirs if (d / name).is_file()]
+    if device in machine.MACHINE_DEVICES:
+        quick = machine.machine_table_path(space.name, device, threads)
+        for path in found + ([quick] if quick.is_file() else []):
+            meta = read_json(sidecar_path(path)) if sidecar_path(path).is_file() else {}
+            if isinstance(meta, dict) and machine.measured_here(meta):
+                return path
+    return found[0] if found else dirs[0] / name
 
 
 @dataclass
@@ -112,6 +122,7 @@ class LatencyTable:
         if device is not None and meta.get("device") != device:
             raise HnanasError(f"{path}: measured on device {meta.get('device')!r}, not {device!r}; pass a table of "
                               f"{device!r} or measure one: hnanas profile --latency-device {device}")
+        machine.warn_other_machine(path, meta)
         try:
             import onnxruntime as ort
 

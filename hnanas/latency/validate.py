@@ -91,7 +91,8 @@ def format_report(report: dict) -> str:
                      f"Spearman {c['spearman']:.3f}")
     if report["corrected"]:
         k = report["correction"]
-        lines.append(f"  stored correction: measured = {k['a']:.4f} * predicted + {k['b']:.3f} ms")
+        lines.append(f"  {'stored' if report.get('stored', True) else 'fitted (not stored)'} correction: "
+                     f"measured = {k['a']:.4f} * predicted + {k['b']:.3f} ms")
     else:
         lines.append("  no correction stored (it did not lower the out-of-sample error)")
     return "\n".join(lines)

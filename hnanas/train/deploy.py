@@ -151,16 +151,18 @@ def find_table(spec: Mapping, device: str, threads: int | None) -> tuple[Path | 
     if threads is not None:
         path = latency_table.default_table_path(space, device, threads)
         return (path if path.is_file() else None), threads
-    found: dict[int, Path] = {}
-    for folder in reversed(latency_table.table_dirs()):  # the first folder's table wins
+    from hnanas.latency.machine import machine_tables_dir
+
+    found: set[int] = set()
+    for folder in latency_table.table_dirs() + [machine_tables_dir()]:
         for path in folder.glob(f"{space.name}_{device}_t*.csv"):
             m = re.fullmatch(rf"{re.escape(space.name)}_{re.escape(device)}_t(\d+)\.csv", path.name)
             if m:
-                found[int(m.group(1))] = path
+                found.add(int(m.group(1)))
     if not found:
         return None, default
     chosen = default if default in found else min(found)
-    return found[chosen], chosen
+    return latency_table.default_table_path(space, device, chosen), chosen
 
 
 def predicted_ms(spec: Mapping, device: str, threads: int) -> tuple[float | None, str]:
