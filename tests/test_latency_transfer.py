@@ -162,3 +162,23 @@ def test_profile_quick_writes_this_machines_table_once(tiny, base, tmp_path, fak
     assert "already priced" in capsys.readouterr().out and out.stat().st_mtime_ns == stamp
     assert main(["profile", "quick", "--space", "tiny", "--table", str(src), "--latency-device", "gpu"]) == 2
     assert "prices this machine's CPU" in capsys.readouterr().err
+
+
+def test_quick_profile_bench_reports_both_tables(tiny, base, other_machine, tmp_path, fake_timing, monkeypatch):
+    from _helpers import load_bench
+
+    bench = load_bench("quick_profile")
+    monkeypatch.setattr(bench, "export_network", lambda space, g: g)
+    monkeypatch.setattr(bench, "export_onnx", lambda model, example, dynamo: model)
+    monkeypatch.setattr(bench, "derive", lambda space, g, deploy: type("M", (), {"eval": lambda self: g})())
+    monkeypatch.setattr(bench, "measure_networks", lambda models, *a, **k: {
+        n: other_machine.predict(g, tiny).total_ms * (1.1 if n.endswith("torchscript") else 1.0)
+        for n, g in models.items()})
+    src = write(LatencyTable(base.frame, dict(base.meta)), tmp_path / "tiny_cpu_t1.csv", space_source="tiny")
+    out = tmp_path / "r.json"
+    assert bench.main(["--space", "tiny", "--table", str(src), "--n", "8", "--json", str(out)]) == 0
+    from hnanas.fileio import read_json
+
+    r = read_json(out)
+    assert r["stats"]["shipped"]["mape"] > 40 and r["stats"]["quick"]["mape"] < 1.0
+    assert r["torchscript_over_deploy"] == pytest.approx([1.1] * 8)
