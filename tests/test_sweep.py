@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -127,10 +128,54 @@ def test_the_lowest_live_trial_owns_a_point():
     assert st.point_state([trial(1, TrialState.PRUNED)], point, 60) == ("pending", None)
 
 
+def test_a_live_trial_beats_often_enough_for_a_short_stale_after(assets, tmp_path, monkeypatch):
+    """--stale-after below the 30 s beat must not make a running trial look dead to other workers."""
+    assert st.heartbeat_interval(600) == st.HEARTBEAT_S and st.heartbeat_interval(8) == 2
+    cfg = sweep_config(assets, tmp_path / "runs", "b", "0.1", "--stale-after", "0.6")
+    seen = []
+
+    def run_point(cfg, point, run_dir):
+        time.sleep(1.5)
+        running = load(cfg).get_trials(states=(TrialState.RUNNING,))
+        seen.extend(st.is_stale(t, cfg.stale_after) for t in running)
+        return [0.5, 1.0], {}
+
+    monkeypatch.setattr(sw, "run_point", run_point)
+    assert [o.state for o in sw.run_sweep(cfg, report=False).outcomes] == ["complete"] and seen == [False]
+
+
+def test_a_waiting_worker_takes_over_a_dead_workers_point(assets, tmp_path, fake_points):
+    _, calls = fake_points
+    cfg = sweep_config(assets, tmp_path / "runs", "w", "0.3,1", "--stale-after", "1", "--wait")
+    study = st.open_study(cfg.storage_url, cfg.study, cfg.signature())
+    trial = st.create_trial(study, st.SweepPoint("latency_weight", 1.0))  # another machine's, beating until now
+    trial.set_user_attr("worker", {"host": "elsewhere", "pid": 1})
+    trial.set_user_attr("heartbeat", time.time())
+    result = sw.run_sweep(cfg, report=False)  # runs λ=0.3, then waits until λ=1 falls silent and takes it over
+    assert [(o.point, o.state) for o in result.outcomes] == [("λ=0.3", "complete"), ("λ=1", "complete")]
+    trials = load(cfg).get_trials()
+    assert trials[0].state == TrialState.FAIL and trials[2].user_attrs.get("retry_of") is None  # no folder left
+    assert [c[0] for c in calls] == [0.3, 1.0] and result.states == {"λ=0.3": "done", "λ=1": "done"}
+
+
+def test_a_missing_database_driver_names_its_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    with pytest.raises(HnanasError, match=r"driver \(psycopg\) is not installed; pip install 'hnanas\[postgres\]'"):
+        st._storage("postgresql+psycopg://u@localhost/db")
+    with pytest.raises(HnanasError, match=r"driver \(psycopg2\) is not installed; pip install psycopg2-binary"):
+        st._storage("postgresql+psycopg2://u@localhost/db")
+
+
 def test_sweep_refuses_mismatched_reruns_and_bad_input(assets, tmp_path, fake_points):
     sw.run_sweep(sweep_config(assets, tmp_path / "runs", "m", "0.01"), report=False)
     with pytest.raises(HnanasError, match="search.stage1.epochs was 2, now 3"):
         sw.run_sweep(sweep_config(assets, tmp_path / "runs", "m", "0.01", "--epochs", "3"), report=False)
+    assert "train.precision" not in sweep_config(assets, tmp_path / "runs", "m", "0.1").retrain_changes  # signature kept
+    assert sweep_config(assets, tmp_path / "runs", "m", "0.1", "--retrain-precision", "fp32").retrain_changes[
+        "train.precision"] == "fp32"
+    with pytest.raises(HnanasError, match="--stale-after must be > 0"):
+        sweep_config(assets, tmp_path / "runs", "m", "0.1", "--stale-after", "0")
     with pytest.raises(HnanasError, match="repeated values"):
         sweep_config(assets, tmp_path / "runs", "m", "0.1,0.1")
     with pytest.raises(HnanasError, match="must be letters"):

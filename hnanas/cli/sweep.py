@@ -19,7 +19,8 @@ Run folders: runs/STUDY/trial_<k>_l<lambda>/ (the search) with retrain/ inside. 
 sqlite:///runs/STUDY.db. Rerunning the same command continues the study: finished points are kept, points whose
 worker was killed are run again (resuming their folders), points that failed are skipped unless --retry-failed.
 Several workers share a study: run the same command in several processes (one SQLite file on one machine) or on
-several machines with --storage postgresql://USER:PASSWORD@HOST/DB (or mysql://...); no point runs twice.
+several machines with --storage postgresql://USER:PASSWORD@HOST/DB (or mysql://...); no point runs twice. With
+--wait, a worker stays while others run points and takes over those whose worker dies (silent for --stale-after).
 
 Examples:
   hnanas sweep --study lam --latency-weights 0.01,0.03,0.1,0.3,1
@@ -54,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stale-after", type=float, default=600.0, metavar="S",
                    help="a running trial with no heartbeat for S seconds counts as interrupted (default 600; a "
                         "trial of a dead process on this machine is detected at once)")
+    p.add_argument("--wait", action="store_true",
+                   help="when nothing is left to claim, wait for the points other workers are running and take "
+                        "over any whose worker dies (after --stale-after), instead of exiting")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     search = p.add_argument_group("search options (as hnanas search)")
     add_search_options(search, {
@@ -70,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retrain.add_argument("--retrain-batch-size", type=int, metavar="N", help="retrain crops per step")
     retrain.add_argument("--retrain-crop-size", type=int, metavar="PX", help="retrain crop size")
     retrain.add_argument("--retrain-threads", type=int, metavar="N", help="torch CPU threads of the retrain")
+    retrain.add_argument("--retrain-precision", choices=("auto", "fp32", "fp32-cl", "bf16"),
+                         help="train path of the retrain (default auto: chosen by timing on each machine; fp32 "
+                              "gives the same results on every worker)")
     p.set_defaults(func=run_sweep_command)
 
 
@@ -86,6 +93,7 @@ def config_from_args(args: argparse.Namespace):
     search = search_config(args)
     changes = {"train.epochs": args.retrain_epochs, "train.batch_size": args.retrain_batch_size,
                "data.crop_size": args.retrain_crop_size, "train.threads": args.retrain_threads,
+               "train.precision": args.retrain_precision,
                "train.seed": args.seed, "train.device": args.train_device, "latency.threads": search.threads}
     param, values = (("latency_weight", args.latency_weights) if args.latency_weights is not None
                      else ("target_latency_ms", args.targets))
@@ -94,7 +102,7 @@ def config_from_args(args: argparse.Namespace):
                        retrain_changes={k: v for k, v in changes.items() if v is not None},
                        retrain_config=args.retrain_config, storage=args.storage, runs_dir=args.runs_dir,
                        objective_latency=args.objective_latency, retry_failed=args.retry_failed,
-                       stale_after=args.stale_after)
+                       stale_after=args.stale_after, wait=args.wait)
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:

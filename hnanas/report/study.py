@@ -9,9 +9,10 @@ local workers never even create duplicates; on a database server, a claim is con
 delay (``SETTLE_S``), after which every worker sees the same trials.
 
 Liveness: a running trial records its worker (host, pid, process start time) and refreshes a ``heartbeat``
-user attr every ``HEARTBEAT_S``. A RUNNING trial is stale when its worker process is gone (same host) or its
-heartbeat is older than ``stale_after`` seconds (any host); stale trials are marked ``FAIL`` and their point is
-run again, resuming the run folder they left. A trial that failed by itself carries the user attr ``error`` and
+user attr every ``HEARTBEAT_S`` (more often for a short ``stale_after``: :func:`heartbeat_interval`). A RUNNING
+trial is stale when its worker process is gone (same host) or its heartbeat is older than ``stale_after`` seconds
+(any host; so machines need distinct host names and synchronised clocks); stale trials are marked ``FAIL`` and
+their point is run again, resuming the run folder they left. A trial that failed by itself carries the user attr ``error`` and
 is retried only on request (``retry_failed``).
 """
 
@@ -38,6 +39,12 @@ SIGNATURE_ATTR = "hnanas_sweep"  # study user attr: what the sweep is (param, co
 HEARTBEAT_S = 30.0
 SETTLE_S = 2.0
 PARAM_LOW, PARAM_HIGH = 0.0, 1e9  # one distribution for every point, so trials stay compatible
+# the pip package of each database driver SQLAlchemy may import; a plain postgresql:// URL means psycopg (3) with
+# SQLAlchemy >= 2.1, psycopg2 before
+DRIVERS = {"psycopg": "pip install 'hnanas[postgres]' (psycopg 3)",
+           "psycopg2": "pip install psycopg2-binary, or use a postgresql+psycopg:// URL with pip install "
+                       "'hnanas[postgres]'",
+           "pymysql": "pip install pymysql", "MySQLdb": "pip install mysqlclient"}
 
 
 @dataclass(frozen=True)
@@ -96,8 +103,14 @@ def _storage(url: str):
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
         return optuna.storages.get_storage(url)
     except ImportError as exc:
-        raise HnanasError(f"--storage {url}: its database driver is not installed ({exc}); install it (e.g. "
-                          f"pip install psycopg2-binary for PostgreSQL, pymysql for MySQL)") from None
+        cause, module = exc, None
+        while cause is not None and module is None:  # Optuna re-raises the driver's ImportError as its own
+            module = getattr(cause, "name", None)
+            cause = cause.__cause__ or cause.__context__
+        hint = DRIVERS.get((module or "").split(".")[0], "pip install 'hnanas[postgres]' for PostgreSQL, pymysql "
+                                                         "for MySQL")
+        raise HnanasError(f"--storage {url}: its database driver{f' ({module})' if module else ''} is not "
+                          f"installed; {hint}") from None
     except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna raise many kinds for a bad URL or server
         raise HnanasError(f"--storage {url}: cannot open it ({type(exc).__name__}: {str(exc).splitlines()[0]})"
                           ) from None
@@ -162,6 +175,12 @@ def is_stale(trial, stale_after: float, now: float | None = None) -> bool:
     return beat is not None and now - float(beat) > stale_after
 
 
+def heartbeat_interval(stale_after: float) -> float:
+    """How often a running trial beats: every ``HEARTBEAT_S`` seconds, or often enough that a live worker beats
+    at least four times within ``stale_after`` (a shorter ``stale_after`` than the beat would fail live trials)."""
+    return min(HEARTBEAT_S, stale_after / 4)
+
+
 @contextlib.contextmanager
 def heartbeat(trial, interval: float = HEARTBEAT_S) -> Iterator[None]:
     """Refresh ``trial``'s heartbeat user attr every ``interval`` seconds while the block runs."""
@@ -220,6 +239,17 @@ def point_state(trials: Sequence, point: SweepPoint, stale_after: float) -> tupl
     if failures and failures[-1].user_attrs.get("error"):
         return "failed", failures[-1]
     return "pending", (failures[-1] if failures else None)
+
+
+def running_elsewhere(trials: Sequence, points: Sequence[SweepPoint], stale_after: float) -> bool:
+    """Whether any of ``points`` is being run by a live worker (a RUNNING trial that is not stale)."""
+    from optuna.trial import TrialState
+
+    for point in points:
+        state, trial = point_state(trials, point, stale_after)
+        if state == "running" and trial.state == TrialState.RUNNING:
+            return True
+    return False
 
 
 def owner(trials: Sequence, point: SweepPoint, stale_after: float):

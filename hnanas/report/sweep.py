@@ -46,6 +46,7 @@ class SweepConfig:
     objective_latency: Literal["measured", "predicted"] = "measured"  # the latency objective
     retry_failed: bool = False  # run points whose last trial failed (not interrupted) again
     stale_after: float = 600.0  # a RUNNING trial without a heartbeat for this long is taken as interrupted
+    wait: bool = False  # with nothing left to claim, wait for other workers' running points (take over the dead)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.study):
@@ -58,6 +59,8 @@ class SweepConfig:
         low = 0.0 if self.param == "latency_weight" else 1e-12
         if any(not math.isfinite(v) or v < low or v > st.PARAM_HIGH for v in self.values):
             raise HnanasError(f"sweep: {self.param} values must be {'>= 0' if low == 0 else '> 0'}, got {self.values}")
+        if not self.stale_after > 0:
+            raise HnanasError(f"sweep: --stale-after must be > 0 seconds, got {self.stale_after}")
 
     @property
     def storage_url(self) -> str:
@@ -213,7 +216,7 @@ def _run_trial(study, cfg: SweepConfig, trial, point: st.SweepPoint, run_dir: Pa
 
     log.info("sweep %s: trial %d, %s -> %s", cfg.study, trial.number, point.label, run_dir)
     try:
-        with st.heartbeat(trial):
+        with st.heartbeat(trial, st.heartbeat_interval(cfg.stale_after)):
             values, attrs = run_point(cfg, point, run_dir)
     except KeyboardInterrupt:
         trial.set_user_attr("interrupted", "stopped by the user")
@@ -251,7 +254,9 @@ def _check_objective_device(cfg: SweepConfig) -> None:
 
 
 def run_sweep(cfg: SweepConfig, max_trials: int | None = None, *, report: bool = True) -> SweepResult:
-    """Run up to ``max_trials`` points of the sweep not done yet (all of them by default), then the report."""
+    """Run up to ``max_trials`` points of the sweep not done yet (all of them by default), then the report. With
+    ``cfg.wait``, a worker with nothing left to claim waits while other workers' points run, and takes over any
+    whose worker stops (its trial goes stale), instead of returning."""
     from optuna.trial import TrialState
 
     _check_objective_device(cfg)
@@ -261,12 +266,15 @@ def run_sweep(cfg: SweepConfig, max_trials: int | None = None, *, report: bool =
     while max_trials is None or sum(o.state not in ("duplicate", "skipped") for o in outcomes) < max_trials:
         claim = _claim(study, cfg, attempted)
         if claim is None:
+            points = [p for p in cfg.points if p.key not in attempted]
+            if cfg.wait and st.running_elsewhere(study.get_trials(deepcopy=False), points, cfg.stale_after):
+                time.sleep(min(st.HEARTBEAT_S, max(1.0, cfg.stale_after / 4)))
+                continue
             break
         trial, point, run_dir = claim
         if point is None:
             outcomes.append(TrialOutcome(trial.number, "?", "skipped"))
             continue
-        attempted.add(point.key)
         if st.sqlite_file(cfg.storage_url) is None:
             time.sleep(st.SETTLE_S)  # let concurrent claims on a server land before checking who owns the point
         won = st.owner(study.get_trials(deepcopy=False), point, cfg.stale_after)
@@ -274,7 +282,8 @@ def run_sweep(cfg: SweepConfig, max_trials: int | None = None, *, report: bool =
             trial.set_user_attr("duplicate_of", won.number)
             study.tell(trial, state=TrialState.PRUNED)
             outcomes.append(TrialOutcome(trial.number, point.label, "duplicate", error=f"trial {won.number} has it"))
-            continue
+            continue  # not attempted: should the owner's worker die, this worker may take the point over
+        attempted.add(point.key)
         outcomes.append(_run_trial(study, cfg, trial, point, run_dir))
     trials = study.get_trials(deepcopy=False)
     states = {p.label: st.point_state(trials, p, cfg.stale_after)[0] for p in cfg.points}
