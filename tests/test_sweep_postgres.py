@@ -156,12 +156,17 @@ def test_three_workers_on_postgres_one_killed(postgres, tmp_path):
     shared = [*common, "--runs-dir", "runs", "--storage", postgres, "--stale-after", str(STALE_S), "--wait"]
     workers = {f"w{i}": worker(tmp_path, f"w{i}", shared) for i in range(3)}
     alone = worker(tmp_path, "alone", [*common, "--runs-dir", "alone"])  # the reference: one worker, SQLite
-
-    study = wait_for_study(name, time.monotonic() + 120)
-    killed, killed_host = kill_one_mid_trial(study, tmp_path, workers, time.monotonic() + 180)
-    for host, proc in [*workers.items(), ("alone", alone)]:
-        if host != killed_host:
-            assert proc.wait(timeout=600) == 0, (tmp_path / f"{host}.log").read_text()
+    try:
+        study = wait_for_study(name, time.monotonic() + 120)
+        killed, killed_host = kill_one_mid_trial(study, tmp_path, workers, time.monotonic() + 180)
+        for host, proc in [*workers.items(), ("alone", alone)]:
+            if host != killed_host:
+                assert proc.wait(timeout=600) == 0, (tmp_path / f"{host}.log").read_text()
+    finally:  # a failure above leaves no worker of this test running
+        for proc in [*workers.values(), alone]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert workers[killed_host].returncode == -signal.SIGKILL
 
     trials = study.get_trials()
