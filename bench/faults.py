@@ -120,8 +120,8 @@ def run_case(name: str, build: Callable[[Path, Path], Case], ws: Path, index: in
             case.cleanup()
 
 
-def markdown(outcomes: list[Outcome]) -> str:
-    rows = ["| fault | command | exit status | the one-line error | lost or half-written | result |",
+def markdown(outcomes: list[Outcome], said: str = "the one-line error") -> str:
+    rows = [f"| fault | command | exit status | {said} | lost or half-written | result |",
             "|---|---|---|---|---|---|"]
     for o in outcomes:
         cells = [o.fault, f"`{o.command}`", str(o.rc), o.error.replace("|", "\\|") or "(none)", o.damage,

@@ -3,8 +3,10 @@
 A :class:`RunDir` is one folder under ``runs/``: ``config.yaml`` (the resolved config), ``env.json`` (the
 machine and versions), ``run.log`` (the run's log records), CSV logs appended row by row, and checkpoints.
 Creating one over an existing non-empty folder is an error unless resuming; resuming a missing or empty one is
-an error too, so a typo never starts a fresh run over old results or "resumes" nothing. The process writing a
-run holds the folder's ``.lock`` (:meth:`RunDir.exclusive`), so two never write one run.
+an error too, so a typo never starts a fresh run over old results or "resumes" nothing (a folder holding only what
+a run killed before its config leaves, ``.lock`` and ``run.log``, counts as empty). The process writing a run
+holds the folder's ``.lock`` (:meth:`RunDir.exclusive`), so two never write one run; taking it removes the
+temporary files of writes a killed writer of the run left behind.
 
 Checkpoints are plain dicts of tensors and Python values, written atomically (``torch.save`` to a temporary file
 beside the target, then rename) and read with ``torch.load(weights_only=True)`` only. :func:`rng_state` /
@@ -32,7 +34,7 @@ import torch
 from hnanas.config import from_dict, to_dict
 from hnanas.envinfo import environment
 from hnanas.errors import ConfigError, HnanasError
-from hnanas.fileio import atomic_path, read_yaml, write_json, write_text, write_yaml
+from hnanas.fileio import atomic_path, read_yaml, remove_dead_temps, write_json, write_text, write_yaml
 
 CHECKPOINT_FORMAT = "hnanas-checkpoint/1"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,13 +46,23 @@ def check_run_path(path: str | os.PathLike, *, resume: bool = False) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise HnanasError(f"{path}: exists and is not a folder; choose another output folder")
-    used = path.is_dir() and any(path.iterdir())
+    used = path.is_dir() and (any(path.iterdir()) if resume else _started(path))
     if resume and not used:
         raise HnanasError(f"{path}: nothing to resume (no such run, or an empty folder); drop --resume to "
                           f"start a new run there")
     if not resume and used:
         raise HnanasError(f"{path}: the run folder already exists; pass --resume to continue it, or choose "
                           f"another output folder (or delete this one)")
+
+
+KILLED_BEFORE_START = (".lock", "run.log")  # what a run killed before writing its config.yaml can leave
+
+
+def _started(path: Path) -> bool:
+    """Whether ``path`` holds a run: anything but the lock, the log and temporary files of atomic writes, which is
+    all a run killed before its first file (``config.yaml``) leaves, so a new run may take the folder over."""
+    return any(p.name not in KILLED_BEFORE_START and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+               for p in path.iterdir())
 
 
 class RunDir:
@@ -134,6 +146,7 @@ class RunDir:
             f.truncate()
             f.write(f"process {os.getpid()}")
             f.flush()
+            remove_dead_temps(self.path, recursive=True)  # half-written files of a killed writer of this run
             yield
         finally:
             f.close()

@@ -95,6 +95,8 @@ class TwoStage(Strategy):
         state = ctx.run.load_checkpoint(STATE) if resume and ctx.run.has_checkpoint(STATE) else None
         if state is not None:
             self.log.truncate_after(epoch_key(int(state["stage"]), int(state["epoch"])))
+        elif resume:  # killed before its first checkpoint (maybe after logging that epoch): it starts over
+            self.log.truncate_after(-1)
         if state is None or state["stage"] == 1:
             topology, _ = self.run_stage(1, state=state)
             if ctx.d.main:

@@ -67,9 +67,11 @@ def resume_retrain(out: str | Path, changes: Mapping | None = None) -> RetrainRe
                 name = section if key is None else f"{section}.{key}"
                 raise ConfigError(f"{run.config_path}: {name} is {have!r} in this run, not {value!r}; a resumed run "
                                   f"keeps its config (start a new run with another --out to change it)")
-    if not run.file("model.json").is_file():
-        raise HnanasError(f"{run.file('model.json')}: missing; this run was killed before it started; start it "
-                          f"again without --resume (after deleting {run.path})")
+    if not run.file("model.json").is_file():  # killed between its two first files: its config names the model
+        spec = resolve_spec(cfg.model.genotype, cfg.model.space, cfg.model.baseline)
+        write_json(run.file("model.json"), spec)
+        log.info("%s: missing (the run was killed before it started); resolved again from %s", run.file("model.json"),
+                 run.config_path)
     return _run(run, cfg, read_json(run.file("model.json")))
 
 
