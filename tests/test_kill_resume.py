@@ -90,14 +90,30 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing catches it, nothing after it runs."""
 
 
-def test_a_search_killed_before_its_first_checkpoint_logs_each_epoch_once(tmp_path, monkeypatch):
-    data = tmp_path / "syn"
-    write_synthetic(data, SynthParams(n=16, size=64, seed=0))
-    table = synthetic_table(load_space("tiny")).save(tmp_path / "tiny_cpu_t1.csv")
-    cfg = resolve_config("quick", {"data.dataset": str(data), "data.crop_size": 32, "space": "tiny",
-                                   "table": str(table), "batch_size": 8, "stage1.epochs": 1, "stage1.warmup_epochs": 0,
-                                   "stage2.epochs": 1, "stage2.warmup_epochs": 0,
-                                   "precision": "fp32"})
+@pytest.fixture(scope="module")
+def search_cfg(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    write_synthetic(root / "syn", SynthParams(n=16, size=64, seed=0))
+    table = synthetic_table(load_space("tiny")).save(root / "tiny_cpu_t1.csv")
+    return resolve_config("quick", {"data.dataset": str(root / "syn"), "data.crop_size": 32, "space": "tiny",
+                                    "table": str(table), "batch_size": 8, "stage1.epochs": 1,
+                                    "stage1.warmup_epochs": 0, "stage2.epochs": 1, "stage2.warmup_epochs": 0,
+                                    "precision": "fp32"})
+
+
+def test_a_search_killed_before_its_env_json_writes_it_on_resume(search_cfg, tmp_path, monkeypatch):
+    def killed(self, extra=None):
+        raise Killed
+    monkeypatch.setattr(RunDir, "write_env", killed)
+    with pytest.raises(Killed):
+        run_search(search_cfg, tmp_path / "s")
+    monkeypatch.undo()
+    run_search(search_cfg, tmp_path / "s", resume=True)
+    assert read_json(tmp_path / "s" / "env.json")["torch_device"] == "cpu"  # it was missing for good
+
+
+def test_a_search_killed_before_its_first_checkpoint_logs_each_epoch_once(search_cfg, tmp_path, monkeypatch):
+    cfg = search_cfg
 
     def killed(self, state, name="last.pt"):
         raise Killed  # the first epoch is logged, its checkpoint never written

@@ -41,6 +41,7 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False) -> dict:
             (run.logging_to_file() if d.main else contextlib.nullcontext()):
         if d.main and not resume:
             run.write_config(cfg)
+        if d.main and (not resume or not run.file("env.json").is_file()):  # a run killed before writing it
             run.write_env({"torch_device": str(device), "world_size": d.world})
         ctx = SearchContext(cfg, run, d)
         log.info("search %s (%s): %s; space %s (%s); table %s", out, strategy_cls.name, ctx.data.describe(),
