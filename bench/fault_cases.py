@@ -36,6 +36,7 @@ def tiny_table():
     import onnxruntime
     import pandas as pd
 
+    from hnanas.envinfo import cpu_identity, cpu_model
     from hnanas.latency.entries import space_entries
     from hnanas.latency.table import FORMAT, LatencyTable
     from hnanas.space import load_space
@@ -44,7 +45,8 @@ def tiny_table():
     rows = [{**e.row(), "median_ms": 0.02 + 1e-6 * e.c_in * e.c_out * e.h * e.w, "p10_ms": 0.0, "p90_ms": 0.0,
              "n": 5, "in_layout": "", "out_layout": ""} for e in space_entries(space)]
     meta = {"format": FORMAT, "space": space.name, "space_hash": space.hash, "space_source": "tiny", "device": "cpu",
-            "threads": 1, "onnxruntime": onnxruntime.__version__, "fixed_overhead_ms": 0.1, "network_factor": 1.0}
+            "threads": 1, "onnxruntime": onnxruntime.__version__, "fixed_overhead_ms": 0.1, "network_factor": 1.0,
+            "cpu_model": cpu_model(), "cpu_identity": cpu_identity()}  # "measured" here: one fault per row
     return LatencyTable(pd.DataFrame(rows), meta)
 
 
@@ -199,6 +201,16 @@ def table_other_ort(ws: Path, row: Path) -> Case:
     out = row / "run"
     return Case(search(table, out, ws / "base"), table.name, rc=0, warning=True,
                 check=lambda: [] if (out / "genotype.json").is_file() else ["no genotype.json"])
+
+
+def table_other_cpu(ws: Path, row: Path) -> Case:
+    """A cpu table profiled on another CPU model (the shipped tables come from an AMD EPYC; some of our machines
+    are Intel Xeons): named once with the command that prices this machine, and `validate` leaves it as it is."""
+    table = edited_table(ws, row, meta={"cpu_model": "Intel(R) Xeon(R) Platinum 8581C CPU @ 2.10GHz",
+                                        "cpu_identity": "GenuineIntel family 6 model 207 stepping 2; avx2, avx512f, "
+                                                        "avx512_bf16, amx_bf16, amx_int8"})
+    return Case(["profile", "validate", "--table", str(table), "--n", "2"], table.name, unchanged(row), rc=0,
+                warning=True)
 
 
 def table_nan(ws: Path, row: Path) -> Case:
@@ -366,6 +378,7 @@ CASES = [  # (name, build, cheap: trains nothing when hnanas behaves)
     ("table of another space", table_other_space, True),
     ("table of another device", table_other_device, True),
     ("table of another onnxruntime", table_other_ort, False),
+    ("cpu table from another CPU model", table_other_cpu, True),
     ("table with NaN entry", table_nan, True),
     ("table with negative entry", table_negative, True),
     ("genotype with unknown op", genotype_unknown_op, True),

@@ -75,6 +75,6 @@ def warn_other_machine(path: Path, meta: dict) -> None:
         return
     _warned.add(key)
     space, threads = meta.get("space", "SPACE"), meta.get("threads", 1)
-    log.warning("%s was measured on %s; this machine is %s: its predictions can be off by tens of percent here. "
+    log.warning("warning: %s was measured on %s; this machine is %s: its predictions can be off by tens of percent here. "
                 "Price this machine: hnanas profile quick --space %s --threads %s (a few minutes; or a full "
                 "`hnanas profile`, about 10)", path, describe(meta), this_cpu(), space, threads)
