@@ -58,9 +58,9 @@ def env_for(ws: Path, extra: dict | None = None) -> dict:
 
 
 def launch(argv: list[str], ws: Path, out: Path, kill_after: float | None, how: str, extra_env: dict | None = None,
-           timeout: float = 900, saved: str = "-") -> Attempt:
+           timeout: float = 900, saved: str = "-", first: list | None = None) -> Attempt:
     """Run ``hnanas ARGV`` in its own process group; SIGKILL the group after ``kill_after`` seconds if it still
-    runs (None: let it finish)."""
+    runs (None: let it finish). ``first``, when given, receives the seconds until the output's first file."""
     err = ws / "logs" / f"{time.monotonic_ns()}.err"
     err.parent.mkdir(exist_ok=True)
     start = time.perf_counter()
@@ -68,6 +68,10 @@ def launch(argv: list[str], ws: Path, out: Path, kill_after: float | None, how: 
         proc = subprocess.Popen([sys.executable, "-m", "hnanas", *argv], env=env_for(ws, extra_env), cwd=ws,
                                 stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
     try:
+        while first is not None and not first and proc.poll() is None:
+            if out.exists() and any(p.is_file() for p in out.rglob("*")):
+                first.append(time.perf_counter() - start)
+            time.sleep(0.05)
         proc.wait(timeout=kill_after if kill_after is not None else timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # our own process group: the command and any child of it
@@ -207,11 +211,12 @@ def run_row(case, ws: Path, index: int, kills: int, seed: int, reference: dict |
     row.mkdir(parents=True)
     out = row / "out"
     rng = random.Random(f"{seed}:{case.name}")
-    ref_s = reference["seconds"] if reference else case.expected_s
-    # kill k lands uniformly in a window that shrinks as the run gets further (later attempts have less left),
-    # unless every attempt repeats most of the work before its first save (profile: calibration, exports)
-    delays = [round(rng.uniform(0.05, 1.0) * (ref_s if not case.shrink else
-                                              max(0.7 * ref_s * (kills - k) / kills, 0.15 * ref_s)), 2)
+    ref_s, start_s = (reference["seconds"], reference["startup"]) if reference else (case.expected_s, 5.0)
+    # kill k lands after the start-up every attempt pays (imports, data, until the uninterrupted run's first file),
+    # uniformly in the work after it, in a window that shrinks as the run gets further (later attempts have less
+    # left) unless every attempt redoes most of its work before its first save (profile: calibration)
+    delays = [round(start_s + rng.uniform(0.0, 1.0) * (ref_s - start_s) * (1 if not case.shrink else
+                                                                            (kills - k) / kills), 2)
               for k in range(kills)]
     attempts, why, notes = killed_run(case, ws, out, delays, hook)
     folder = case.folder(out)
@@ -280,12 +285,15 @@ def main(argv: list[str] | None = None) -> int:
             if not (case.name == "profile" and args.no_profile_reference):
                 t0 = time.perf_counter()
                 ref_out = ws / "reference" / case.name
-                done = launch(case.fresh(ref_out), ws, case.folder(ref_out), None, "fresh")
+                first: list[float] = []
+                done = launch(case.fresh(ref_out), ws, case.folder(ref_out), None, "fresh", first=first)
                 if done.rc != 0:
                     raise RuntimeError(f"the uninterrupted {case.name} failed: {done.error}")
-                reference = {"seconds": time.perf_counter() - t0, "folder": case.folder(ref_out),
+                reference = {"seconds": time.perf_counter() - t0, "startup": first[0] if first else 0.0,
+                             "folder": case.folder(ref_out),
                              "results": case.results(case.folder(ref_out))}
-                print(f"reference {case.name}: {reference['seconds']:.0f} s", file=sys.stderr, flush=True)
+                print(f"reference {case.name}: {reference['seconds']:.0f} s (first file after "
+                      f"{reference['startup']:.0f} s)", file=sys.stderr, flush=True)
             for hook in [None] + ([] if args.no_hooks else cls.hooks):
                 case = cls(ws)  # a case keeps what it saw during its row (profile: the entries measured)
                 outcome = run_row(case, ws, len(outcomes), args.kills, args.seed, reference, hook)
