@@ -105,7 +105,8 @@ class Retrain(KillCase):
 
 
 class Search(KillCase):
-    name, hooks, expected_s, saved = "search", ["search_state.pt:1", "search_state.pt:3"], 20.0, "search_state.pt"
+    name, expected_s, saved = "search", 20.0, "search_state.pt"
+    hooks = ["search_state.pt:1", "search_state.pt:3", "genotype.json:1"]
     same = "genotype.json, search_log.csv, arch/ snapshots and supernet weights bit-identical to the uninterrupted run's"
 
     def fresh(self, out: Path) -> list[str]:

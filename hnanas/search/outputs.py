@@ -13,7 +13,7 @@ from hnanas.ops import count_macs, count_params
 log = logging.getLogger("hnanas.search")
 
 def finish_search(ctx, genotype: Genotype, strategy) -> dict:
-    """Write genotype.json (with the strategy's own info) and the strategy's figures; check the target; log and
+    """Draw the strategy's figures, then write genotype.json (with the strategy's own info); check the target; log and
     return the one-line summary."""
     cfg, space, table, run = ctx.cfg, ctx.space, ctx.table, ctx.run
     pred = table.predict(genotype, space)
@@ -37,8 +37,8 @@ def finish_search(ctx, genotype: Genotype, strategy) -> dict:
             log.warning("the searched network misses the target latency by %.2f ms (%.1f %%): predicted %.2f ms vs "
                         "target %.2f ms; raise --latency-weight or search longer", miss,
                         100 * miss / cfg.target_latency_ms, pred.total_ms, cfg.target_latency_ms)
+    strategy.figures()  # before genotype.json, the mark of a finished search: a kill between them redraws them
     genotype.save(run.file("genotype.json"), info=info)
-    strategy.figures()
     summary = {"run": str(run.path), "predicted_latency_ms": pred.total_ms, "macs": info["macs"],
                "params": info["params"], "nodes": len(genotype.nodes), "val_iou": info.get("final_val_iou")}
     val = f"{100 * float(summary['val_iou']):.1f} %" if summary["val_iou"] not in (None, "") else "n/a"
