@@ -134,11 +134,13 @@ def test_bench_kill_resume_retrain_two_kills_and_a_kill_inside_a_checkpoint_writ
     ``python bench/kill_resume.py``)."""
     out = tmp_path / "kill.json"
     done = subprocess.run([sys.executable, str(REPO / "bench" / "kill_resume.py"), "--only", "retrain", "--kills", "2",
-                           "--json", str(out)], capture_output=True, text=True, timeout=400, cwd=tmp_path,
+                           "--seed", "2", "--json", str(out)], capture_output=True, text=True, timeout=400, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.is_file(), done.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert [r["fault"] for r in rows] == ["SIGKILL at 2 random times (seed 0)", "SIGKILL inside the write of last.pt "
+    # seed 2 puts both kills early in the work (25 % and 41 % of it, then of what is left): a warm rerun runs
+    # faster than the cold uninterrupted reference, and seed 0's first kill (85 %) came after it had finished
+    assert [r["fault"] for r in rows] == ["SIGKILL at 2 random times (seed 2)", "SIGKILL inside the write of last.pt "
                                           "(write 2)"]
     assert all(r["ok"] for r in rows) and done.returncode == 0, ([r["why"] for r in rows], done.stderr[-2000:])
     assert sum(a["rc"] in (None, -9) for a in rows[0]["attempts"]) >= 1  # a kill landed before the run finished
