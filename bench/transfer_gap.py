@@ -14,16 +14,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
 from hnanas.envinfo import environment
 from hnanas.fileio import write_json
 from hnanas.genotype import sample_genotype
-from hnanas.latency.profiler import measure_networks
 from hnanas.latency.table import LatencyTable, table_dirs
-from hnanas.latency.transfer import TransferSettings, reference_networks
-from hnanas.network import derive
-from hnanas.runtime import export_onnx
+from hnanas.latency.transfer import TransferSettings, measure_references, reference_networks
 from hnanas.space import load_space
 
 REFERENCES = ("dnanet_res3", "chain_res3", "only_mb3e2", "only_repconv", "mixed_0", "mixed_1", "mixed_2", "mixed_4",
@@ -42,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     refs = reference_networks(space, TransferSettings())
     graphs = {**{f"ref/{k}": refs[k] for k in REFERENCES if k in refs},
               **{f"rnd/{g.name}": g for g in (sample_genotype(space, k) for k in range(args.n))}}
-    example = torch.randn(1, space.input_channels, *space.deploy_size)
-    models = {k: export_onnx(derive(space, g, deploy=True).eval(), example, dynamo=False) for k, g in graphs.items()}
-    measured = measure_networks(models, "cpu", 1, rounds=args.rounds)
+    measured = measure_references(space, TransferSettings(rounds=args.rounds))(graphs)  # as the transfer times
     rows = {}
     for k, g in graphs.items():
         raw = base.predict(g, space).raw_ms

@@ -134,8 +134,8 @@ def test_bench_kill_resume_retrain_two_kills_and_a_kill_inside_a_checkpoint_writ
     ``python bench/kill_resume.py``)."""
     out = tmp_path / "kill.json"
     done = subprocess.run([sys.executable, str(REPO / "bench" / "kill_resume.py"), "--only", "retrain", "--kills", "2",
-                           "--seed", "2", "--json", str(out)], capture_output=True, text=True, timeout=400, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                           "--seed", "2", "--json", str(out)], capture_output=True, text=True, timeout=400,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.is_file(), done.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     # seed 2 puts both kills early in the work (25 % and 41 % of it, then of what is left): a warm rerun runs
