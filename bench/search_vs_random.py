@@ -29,6 +29,16 @@ several seeds (Li & Talwalkar 2019, Yang et al. 2020; ../shared/reference/search
     python bench/search_vs_random.py --search runs/my_search --out runs/bench/svr_mine    # an existing search
     python bench/search_vs_random.py --epochs 400 --crop 256 --batch-size 16 --jobs 1 ...  # a GPU budget
 
+``--search-preset cpu`` makes the search here the halving strategy (hnanas.search.halving) instead of the quick
+two-stage one. ``--at-ms MS`` compares at a given latency: the random networks are drawn at MS ± ``--tol`` and the
+search made here gets that band as its budget (hinge, ``halving.floor``); a given ``--search`` must lie in it.
+``--reuse LEDGER`` copies another comparison's finished retrains of the same random genotypes (same budget, data
+and seed) instead of training them again: two searches compared at one latency share their random networks.
+
+    python bench/search_vs_random.py --dataset ../shared/datasets/NUDT-SIRST --split 50_50 --epochs 8 \
+        --search-preset cpu --at-ms 53.43374615096447 --no-ablation --baselines --out runs/bench/svr_nudt_cpu \
+        --ledger bench/data/search_vs_random_NUDT-SIRST_cpu --reuse bench/data/search_vs_random_NUDT-SIRST
+
 ``--ledger DIR`` keeps what the comparison needs to go on (plan, genotypes, the search's genotypes and log, the
 latency cache, every finished retrain's metrics) in a committed folder (hnanas.train.ledger): a run folder is not
 kept between machine sessions, the ledger is, so a comparison of several hours accumulates over sessions.
@@ -45,9 +55,12 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from hnanas.envinfo import environment
 from hnanas.errors import HnanasError
-from hnanas.fileio import read_json, write_json, write_text
+from hnanas.config import to_dict
+from hnanas.fileio import read_json, write_bytes, write_json, write_text
 from hnanas.genotype import load_genotype
 from hnanas.latency.matched import PRIOR, latency_only_ops, sample_at_latency
 from hnanas.report.figures import draw_versus
@@ -58,25 +71,31 @@ from hnanas.search.run import load_table, search_once
 from hnanas.space import load_space
 from hnanas.train.budget import Budget, budget_config, retrain_all
 from hnanas.train.export import time_networks
-from hnanas.train.ledger import Ledger
+from hnanas.train.ledger import RETRAIN_FILES, Ledger
 from hnanas.train.sources import resolve_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 # what --ledger keeps of OUT (besides every finished retrain's metrics, log and config)
 LEDGER_FILES = ("networks.json", "latency.json", FILE, "search_vs_random.md", "genotypes/*.json",
-                "search/genotype.json", "search/stage1_genotype.json", "search/config.yaml", "search/search_log.csv")
+                "search/genotype.json", "search/stage1_genotype.json", "search/config.yaml", "search/search_log.csv",
+                "search/trials.csv")
 
 
 def ensure_search(args: argparse.Namespace) -> Path:
     """The search run: ``--search``, else OUT/search, searched (or resumed) here with the quick preset."""
     if args.search is not None:
         return args.search
-    cfg = resolve_config("quick", {"space": args.space, "data.dataset": args.dataset, "data.split": args.split,
-                                   "data.data_root": args.data_root, "seed": 0,
-                                   "latency_weight": args.latency_weight, "latency_loss": args.latency_loss,
-                                   "target_latency_ms": args.target_latency})
+    changes = {"space": args.space, "data.dataset": args.dataset, "data.split": args.split,
+               "data.data_root": args.data_root, "seed": 0, "latency_weight": args.latency_weight,
+               "latency_loss": args.latency_loss, "target_latency_ms": args.target_latency}
+    if args.at_ms is not None:  # a budget whose band is the comparison's: [at (1 - tol), at (1 + tol)]
+        changes.update({"latency_loss": "hinge", "latency_weight": 1.0,
+                        "target_latency_ms": args.at_ms * (1 + args.tol),
+                        "halving.floor": (1 - args.tol) / (1 + args.tol)})
+    cfg = resolve_config(args.search_preset, changes)
     if not (args.out / "search" / "genotype.json").exists():
-        print(f"search: quick preset, λ {args.latency_weight} -> {args.out / 'search'}", flush=True)
+        print(f"search: {args.search_preset} preset ({cfg.strategy}), {cfg.latency_loss} λ {cfg.latency_weight}"
+              f" -> {args.out / 'search'}", flush=True)
     return search_once(cfg, args.out / "search")
 
 
@@ -84,7 +103,8 @@ def plan_networks(args: argparse.Namespace, search: Path) -> list[dict]:
     """The networks of this comparison (fixed once: OUT/networks.json), their genotype files written to
     OUT/genotypes/."""
     settings = {"search": str(search), "k": args.k, "tol": args.tol, "sample_seed": args.sample_seed,
-                "ablation": not args.no_ablation, "baselines": args.baselines}
+                "ablation": not args.no_ablation, "baselines": args.baselines,
+                **({"at_ms": args.at_ms} if args.at_ms is not None else {})}
     plan_file = args.out / "networks.json"
     if plan_file.exists():
         plan = read_json(plan_file)
@@ -96,12 +116,20 @@ def plan_networks(args: argparse.Namespace, search: Path) -> list[dict]:
     space = load_space(cfg.space)
     table = load_table(cfg, space)
     searched = load_genotype(search / "genotype.json", space)
-    target = table.predict(searched, space).total_ms
+    predicted = target = table.predict(searched, space).total_ms
+    if args.at_ms is not None:
+        if abs(predicted - args.at_ms) > args.tol * args.at_ms:
+            raise SystemExit(f"search_vs_random: the searched network ({predicted:.2f} ms predicted) is not within "
+                             f"{100 * args.tol:g} % of --at-ms {args.at_ms}; search inside that band or drop --at-ms")
+        target = args.at_ms
     space_ref = cfg.space
     folder = args.out / "genotypes"
     nets = [{"name": "searched", "role": "searched", "genotype": str(search / "genotype.json"), "space": space_ref,
-             "predicted_ms": target, "nodes": len(searched.nodes)}]
+             "predicted_ms": predicted, "nodes": len(searched.nodes)}]
     if not args.no_ablation:
+        if not (search / "stage1_genotype.json").exists():
+            raise SystemExit(f"search_vs_random: {search} has no stage-1 topology ({cfg.strategy} search), so no "
+                             f"latency-only ablation; pass --no-ablation")
         stage1 = load_genotype(search / "stage1_genotype.json", space)
         ablation = latency_only_ops(space, table, stage1)
         ablation.save(folder / "latency_only.json", {"predicted_latency_ms": table.predict(ablation, space).total_ms})
@@ -167,8 +195,39 @@ def collect(args: argparse.Namespace, nets: list[dict], latency: dict) -> tuple[
     return rows, described
 
 
+def same_budget(mine: dict, theirs: dict) -> bool:
+    """Whether two retrain configs (as written to config.yaml) train the same way on the same data and seed."""
+    pick = lambda c: (c["optim"], {k: v for k, v in c["train"].items() if k not in ("threads", "device")},  # noqa
+                      {**c["data"], "dataset": Path(c["data"]["dataset"]).name})
+    return pick(mine) == pick(theirs)
+
+
+def reuse_retrains(args: argparse.Namespace, nets: list[dict], jobs: list[tuple]) -> int:
+    """Copy ``--reuse``'s finished retrains of this comparison's networks (same name and genotype, same budget,
+    data and seed) into OUT instead of training them again; returns how many."""
+    n = 0
+    for cfg, out in jobs:
+        name, seed_dir = out.parent.name, out.name
+        net = next(x for x in nets if x["name"] == name)
+        theirs = args.reuse / "nets" / name / seed_dir
+        other = args.reuse / "genotypes" / f"{name}.json"
+        if (out / "metrics.json").exists() or not (theirs / "metrics.json").exists() or "genotype" not in net \
+                or not other.exists():
+            continue
+        space = load_space(net["space"])
+        if load_genotype(other, space).nodes != load_genotype(net["genotype"], space).nodes:
+            continue
+        if not same_budget(to_dict(cfg), yaml.safe_load((theirs / "config.yaml").read_text())):
+            continue
+        for file in RETRAIN_FILES:
+            write_bytes(out / file, (theirs / file).read_bytes())
+        n += 1
+    return n
+
+
 def search_seconds(search: Path) -> float | None:
-    rows = read_csv_rows(search / "search_log.csv") if (search / "search_log.csv").exists() else []
+    log = next((search / f for f in ("search_log.csv", "trials.csv") if (search / f).exists()), None)
+    rows = read_csv_rows(log) if log is not None else []  # halving: every candidate epoch's training seconds
     return round(sum(float(r.get("seconds") or 0) for r in rows), 1) if rows else None
 
 
@@ -180,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default=None, help="default: the dataset's official split (NUAA-SIRST idx_427)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--space", default="rep_nested", help="space of the search run made here (default rep_nested)")
+    p.add_argument("--search-preset", choices=["quick", "cpu", "paper"], default="quick",
+                   help="preset of the search run made here (default quick: the two-stage search; cpu: halving)")
+    p.add_argument("--at-ms", type=float, default=None, metavar="MS",
+                   help="compare at MS ± --tol instead of at the searched network's latency: the search made here "
+                        "gets that band as its budget (hinge, floor), the random networks are drawn at MS")
+    p.add_argument("--reuse", type=Path, default=None, metavar="LEDGER",
+                   help="another comparison's ledger: its finished retrains of the same networks (same genotype, "
+                        "same budget, same data) are copied in instead of trained again")
     p.add_argument("--latency-weight", type=float, default=0.01, help="λ of the search made here (default 0.01)")
     p.add_argument("--latency-loss", choices=["add-linear", "mul-log", "hinge"], default="add-linear")
     p.add_argument("--target-latency", type=float, default=None, metavar="MS")
@@ -226,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                     for seed_rank, seed in enumerate(seeds_of(args, net))), key=lambda t: t[:3])
     jobs = [(budget_config(budget, model_of(net), data, seed), retrain_dir(args, net, seed))
             for *_, net, seed in order]
+    if args.reuse is not None:
+        print(f"reuse {args.reuse}: {reuse_retrains(args, nets, jobs)} finished retrains copied", flush=True)
     started = time.time()
 
     def done(out: Path, k: int, n: int) -> None:

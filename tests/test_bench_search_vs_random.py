@@ -121,3 +121,50 @@ def check_the_ledger_carries_the_comparison_into_a_fresh_session(bench, argv, fi
     assert again["retrains"] == {"finished": 4, "planned": 4} and (ledger / "nets/random_1/seed3/metrics.json").exists()
     assert read_json(out / "latency.json") == read_json(ledger / "latency.json")  # timed once, not again
 
+
+
+def test_a_comparison_at_a_given_latency_reuses_another_ledgers_retrains_of_the_same_networks(search_run, capsys):
+    """--at-ms draws the random networks at a given latency (the searched one must lie in its band); --reuse
+    copies another comparison's finished retrains of the same genotypes, budget and data instead of training."""
+    root = search_run
+    bench = load_bench("search_vs_random")
+    common = ["--search", str(root / "out" / "search"), "--dataset", str(root / "syn"), "--k", "2", "--seeds", "3",
+              "--baselines", "--no-ablation", "--epochs", "1", "--crop", "32", "--batch-size", "4", "--jobs", "1",
+              "--precision", "fp32"]
+    first = root / "reuse_a"
+    assert bench.main([*common, "--out", str(first), "--ledger", str(root / "ledger_a")]) == 0
+    plan = read_json(first / "networks.json")
+    assert [n["role"] for n in plan["networks"]] == ["searched", "random", "random"]  # --no-ablation
+    at = plan["target_ms"]  # the first comparison's latency: the same random draws
+    capsys.readouterr()
+    second = root / "reuse_b"
+    assert bench.main([*common, "--out", str(second), "--at-ms", str(at), "--reuse", str(root / "ledger_a")]) == 0
+    out = capsys.readouterr().out
+    # the random networks (the other ledger keeps their genotypes): the searched one is trained here
+    assert f"reuse {root / 'ledger_a'}: 2 finished retrains copied" in out
+    trained = [line[:31] for line in out.splitlines() if line.startswith("retrain ")]
+    assert trained == ["retrain 3/3 done: nets/searched"]
+    again = read_json(second / "networks.json")
+    assert again["target_ms"] == at and again["settings"]["at_ms"] == at
+    assert [n["predicted_ms"] for n in again["networks"]] == [n["predicted_ms"] for n in plan["networks"]]
+    rows = [read_json(f / "search_vs_random.json")["rows"] for f in (first, second)]
+    assert [r for r in rows[1] if r["net"] != "searched"] == [r for r in rows[0] if r["net"] != "searched"]
+    capsys.readouterr()
+    third = root / "reuse_c"  # another training budget: nothing is reused
+    assert bench.main([*common[:-10], "--epochs", "2", *common[-8:], "--out", str(third), "--at-ms", str(at),
+                       "--reuse", str(root / "ledger_a"), "--no-train"]) == 0
+    assert f"reuse {root / 'ledger_a'}: 0 finished retrains copied" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="is not within 5 % of --at-ms"):
+        bench.main([*common, "--out", str(root / "reuse_d"), "--at-ms", str(plan["target_ms"] * 2)])
+
+
+def test_reuse_needs_the_same_budget_data_and_seed():
+    bench = load_bench("search_vs_random")
+    base = {"optim": {"name": "adamw", "lr": 5e-3}, "train": {"epochs": 8, "batch_size": 8, "seed": 0, "threads": 1},
+            "data": {"dataset": "/a/NUDT-SIRST", "split": "50_50", "crop_size": 128}}
+    moved = {**base, "data": {**base["data"], "dataset": "../shared/datasets/NUDT-SIRST"},
+             "train": {**base["train"], "threads": 2}}
+    assert bench.same_budget(base, moved)  # where the data lies and the thread count do not matter
+    for section, key, value in (("train", "epochs", 9), ("train", "seed", 1), ("data", "crop_size", 64),
+                                ("data", "split", "other"), ("optim", "lr", 1e-3), ("data", "dataset", "/a/NUAA")):
+        assert not bench.same_budget(base, {**base, section: {**base[section], key: value}})

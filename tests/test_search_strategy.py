@@ -13,7 +13,7 @@ from hnanas.errors import ConfigError
 from hnanas.fileio import read_yaml
 from hnanas.genotype import named_genotypes
 from hnanas.latency.table import LatencyTable
-from hnanas.search.config import resolve_config
+from hnanas.search.config import HalvingConfig, resolve_config
 from hnanas.search.run import run_search
 from hnanas.search.strategy import Strategy, _STRATEGIES, get_strategy, register_strategy, strategy_names
 from hnanas.space import load_space
@@ -110,6 +110,28 @@ def test_halving_under_a_budget_never_trains_or_returns_an_over_budget_candidate
     assert all(float(r["predicted_ms"]) <= budget for r in log if r["state"] != "over budget")
 
 
+def test_halving_with_a_floor_trains_only_candidates_inside_the_band_and_ranks_by_best_val_iou(assets, tmp_path):
+    space = load_space("tiny")
+    budget = LatencyTable.load(assets["table"], space=space).predict(named_genotypes(space)["dnanet_res3"],
+                                                                     space).total_ms
+    summary = run_search(_halving(assets, **{"latency_loss": "hinge", "latency_weight": 1.0,
+                                             "target_latency_ms": budget, "halving.floor": 0.5,
+                                             "halving.metric": "best_val_iou"}), tmp_path / "f")
+    assert 0.5 * budget <= summary["predicted_latency_ms"] <= budget
+    with open(tmp_path / "f" / "trials.csv") as f:
+        log = list(csv.DictReader(f))
+    trained = [r for r in log if r["epoch"] != "0"]
+    assert trained and all(0.5 * budget <= float(r["predicted_ms"]) <= budget for r in trained)
+    assert all(float(r["predicted_ms"]) < 0.5 * budget for r in log if r["state"] == "under floor")
+    # the 3 start-up candidates were drawn inside the band: the first three trials all trained
+    assert {int(r["trial"]) for r in trained} >= {0, 1, 2}
+    for trial in {r["trial"] for r in trained}:  # score = 1 - best IoU so far + a thousandth of the val loss
+        rows = [r for r in trained if r["trial"] == trial]
+        for k, r in enumerate(rows):
+            best = max(float(q["val_iou"]) for q in rows[:k + 1])
+            assert float(r["score"]) == pytest.approx(1 - best + 1e-3 * float(r["val_loss"]), abs=1e-5)
+
+
 def test_halving_resumes_a_killed_search_and_retrains_the_cut_candidate(assets, tmp_path, monkeypatch):
     import optuna
 
@@ -155,3 +177,22 @@ def test_search_command_runs_the_halving_strategy(assets, tmp_path, capsys):
     assert cfg["strategy"] == "halving" and cfg["halving"]["trials"] == 3 and cfg["halving"]["metric"] == "val_iou"
     assert (cfg["halving"]["min_epochs"], cfg["halving"]["max_epochs"], cfg["halving"]["eta"]) == (1, 2, 2)
     assert "genotype:" in capsys.readouterr().out
+
+
+def test_the_cpu_preset_is_the_halving_search_trained_as_retrain_trains():
+    from hnanas.cli import build_parser
+    from hnanas.cli.search import config_from_args
+    from hnanas.train.presets import build_config
+
+    cfg = config_from_args(build_parser().parse_args(
+        ["search", "--preset", "cpu", "--latency-loss", "hinge", "--latency-weight", "1", "--target-latency", "56",
+         "--floor", "0.9"]))
+    h = cfg.halving
+    assert cfg.preset == "cpu" and cfg.strategy == "halving" and h.metric == "best_val_iou" and h.floor == 0.9
+    assert (h.min_epochs, h.max_epochs, h.eta, h.trials) == (2, 8, 3, 16) and cfg.latency_budget_ms == 56
+    quick = build_config("quick", {"genotype": "dnanet_res3", "space": "rep_nested"})  # retrain's quick preset
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay, h.min_lr, cfg.loss) == (
+        quick.optim.name, quick.optim.lr, quick.optim.weight_decay, quick.optim.min_lr, quick.train.loss)
+    assert cfg.val_images is None and cfg.data.target_prob == quick.data.target_prob
+    with pytest.raises(ValueError, match="floor"):
+        HalvingConfig(floor=1.0)

@@ -9,8 +9,9 @@ and ``latency_weight`` as the differentiable search. Optuna does the rest (``../
 
 - its TPE sampler proposes candidates (one categorical per candidate edge and one per node's op), the first
   ``startup_trials`` at random; under a latency budget (``--latency-loss hinge --target-latency T``) a candidate
-  the table prices above T is not trained, and its excess is the trial's constraint (``Trial.set_constraint``),
-  from which TPE learns the feasible region;
+  the table prices above T (or below ``halving.floor`` x T) is not trained, and its distance outside the band is
+  the trial's constraint (``Trial.set_constraint``), from which TPE learns the feasible region; with a floor the
+  start-up candidates are drawn inside the band (``hnanas.latency.matched``);
 - its successive-halving pruner stops a candidate at a rung (``min_epochs`` x ``eta``^k epochs) unless it is in
   the best 1/``eta`` of the candidates that reached that rung.
 
@@ -32,6 +33,7 @@ from torch.utils.data import Subset
 
 from hnanas.errors import ConfigError
 from hnanas.genotype import Genotype, make_genotype, sample_genotype
+from hnanas.latency.matched import sample_at_latency
 from hnanas.models import build_model, nested_spec
 from hnanas.progress import progress
 from hnanas.search.context import SearchContext
@@ -46,7 +48,13 @@ from hnanas.train.optim import build_optimizer, build_scheduler
 log = logging.getLogger("hnanas.search")
 STUDY = "halving.db"
 FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "val_iou", "score", "seconds"]
+TIE_BREAK = 1e-3  # best_val_iou: weight of the validation loss that orders candidates of equal IoU
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def startup_seed(seed: int) -> int:
+    """The seed of the start-up candidates' draws: a stream apart from ``sample_at_latency(seed=seed)``'s."""
+    return 1_000_003 + seed
 
 
 @register_strategy
@@ -79,6 +87,9 @@ class Halving(Strategy):
         self.study = study = optuna.create_study(
             study_name="halving", storage=f"sqlite:///{self.ctx.run.file(STUDY)}", load_if_exists=resume,
             direction="minimize", sampler=sampler, pruner=pruner)
+        if not study.trials:
+            for params in self.startup_candidates():
+                study.enqueue_trial(params)
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # cut short by a kill
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.params)
@@ -131,6 +142,30 @@ class Halving(Strategy):
                   or [n.candidates[0]] for n in space.nodes}
         return make_genotype(space, inputs, {n.id: params[f"op:{n.id}"] for n in space.nodes}, name=name)
 
+    def params_of(self, g: Genotype) -> dict:
+        """The trial parameters of a genotype (the inverse of :meth:`genotype`): a node the genotype leaves out
+        keeps no input and the first op, so it stays out."""
+        params = {}
+        for n in self.ctx.space.nodes:
+            kept = g.inputs.get(n.id, ())
+            for c in n.candidates if len(n.candidates) > 1 else ():
+                params[f"e:{n.id}:{c}"] = int(c in kept)
+            params[f"op:{n.id}"] = g.ops.get(n.id, next(iter(self.ctx.space.ops)))
+        return params
+
+    def startup_candidates(self) -> list[dict]:
+        """Under a budget with a floor, the random start-up candidates are drawn inside [floor * T, T] by the
+        matched-latency sampler (its broad prior reaches every band; uniform edges and ops land in a narrow band
+        a few times in a hundred), from a stream of their own: not the random networks a comparison at this
+        latency draws with the same seed."""
+        h = self.ctx.cfg.halving
+        if self.budget_ms is None or h.floor == 0:
+            return []
+        lo, hi = h.floor * self.budget_ms, self.budget_ms
+        found = sample_at_latency(self.ctx.space, self.ctx.table, (lo + hi) / 2, h.startup_trials,
+                                  tol=(hi - lo) / (hi + lo), seed=startup_seed(self.ctx.cfg.seed))
+        return [self.params_of(m.genotype) for m in found]
+
     def suggest(self, trial: optuna.Trial) -> Genotype:
         space = self.ctx.space
         params = {}
@@ -146,24 +181,29 @@ class Halving(Strategy):
         g = self.suggest(trial)
         ms = ctx.table.predict(g, ctx.space).total_ms
         trial.set_user_attr("predicted_ms", ms)
-        if self.budget_ms is not None:  # TPE models the feasible region (<= 0 is within the budget)
-            trial.set_constraint("latency_over_budget_ms", ms - self.budget_ms)
-        if self.budget_ms is not None and ms > self.budget_ms:
-            trial.set_user_attr("excess_ms", ms - self.budget_ms)
-            self.log.append({"trial": trial.number, "epoch": 0, "state": "over budget", "predicted_ms": ms})
-            return optuna.trial.TrialState.PRUNED, None
+        if self.budget_ms is not None:  # TPE models the feasible region (<= 0 is within [floor * T, T])
+            outside = max(ms - self.budget_ms, h.floor * self.budget_ms - ms)
+            trial.set_constraint("latency_outside_budget_ms", outside)
+            if outside > 0:
+                trial.set_user_attr("excess_ms", outside)
+                self.log.append({"trial": trial.number, "epoch": 0, "predicted_ms": ms,
+                                 "state": "over budget" if ms > self.budget_ms else "under floor"})
+                return optuna.trial.TrialState.PRUNED, None
         torch.manual_seed(ctx.cfg.seed)
         model = build_model(nested_spec(ctx.space, g)).to(ctx.device)
         path = path_named("fp32" if ctx.cfg.precision == "auto" else ctx.cfg.precision)
         path.prepare(model)  # auto's timing trial would cost more than it saves on one-epoch candidates
         opt = build_optimizer(model.parameters(), ctx.cfg.optimizer, ctx.cfg.lr, ctx.cfg.weight_decay)
-        sched = build_scheduler(opt, "cosine", h.max_epochs * len(ctx.train_loader), min(1e-5, ctx.cfg.lr))
+        sched = build_scheduler(opt, "cosine", h.max_epochs * len(ctx.train_loader), min(h.min_lr, ctx.cfg.lr))
+        best_iou = 0.0
         for epoch in range(1, h.max_epochs + 1):
             ctx.set_train_epoch(epoch - 1)  # every candidate sees the same crops in the same order
             stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
                                 desc=f"candidate {trial.number} epoch {epoch}")
             val = evaluate(model, self.val_loader, loss_fn=ctx.loss_fn, desc="validate")
-            signal = {"val_loss": val["loss"], "train_loss": stats["loss"], "val_iou": 1.0 - val["iou"]}
+            best_iou = max(best_iou, val["iou"])
+            signal = {"val_loss": val["loss"], "train_loss": stats["loss"], "val_iou": 1.0 - val["iou"],
+                      "best_val_iou": 1.0 - best_iou + TIE_BREAK * val["loss"]}
             score = float(search_loss(torch.tensor(signal[h.metric]), torch.tensor(ms), self.target_ms,
                                       kind=ctx.cfg.latency_loss, weight=ctx.cfg.latency_weight,
                                       alpha=ctx.cfg.mul_log_alpha, beta=ctx.cfg.mul_log_beta))
