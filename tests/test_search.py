@@ -201,3 +201,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(assets, tmp_path, mon
         run_search(tiny_config(assets), out)
     state = torch.load(out / "search_state.pt", weights_only=True)
     assert state["stage"] == 1 and state["epoch"] == 0  # the epoch before the NaN
+
+
+def test_entropy_follows_the_searchers_kind_not_whether_probabilities_sum_to_one():
+    import math
+
+    import torch
+
+    from hnanas.search.searchers import EdgeSearcher, OpSearcher, _entropy
+
+    p = torch.tensor([0.2, 0.3, 0.5])  # three edge gates that happen to sum to 1
+    binary = sum(-(x * math.log(x) + (1 - x) * math.log(1 - x)) for x in (0.2, 0.3, 0.5)) / 3
+    assert _entropy(p, EdgeSearcher.distribution) == pytest.approx(binary)  # 0.601: mean binary entropy
+    assert _entropy(p, OpSearcher.distribution) == pytest.approx(-sum(x * math.log(x) for x in (0.2, 0.3, 0.5)))
+    assert _entropy(torch.tensor([float("nan"), 0.5]), "bernoulli") == 0.0
+    assert _entropy(torch.tensor([0.7]), "categorical") == 0.0

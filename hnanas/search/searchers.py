@@ -8,6 +8,9 @@ parameters only (first-order, as DARTS-1st / ProxylessNAS / HNA-NAS).
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 
 from hnanas.latency.expected import EdgeLatencyModel, OpLatencyModel
@@ -22,6 +25,9 @@ class Searcher:
     """Shared logic: the architecture optimizer, the target, the step and the bookkeeping."""
 
     stage: int = 0
+    # the per-node distributions: independent Bernoulli gates over a node's candidate inputs (stage 1), or one
+    # categorical over its ops (stage 2)
+    distribution: Literal["bernoulli", "categorical"] = "categorical"
 
     def __init__(self, supernet, latency, cfg: SearchConfig, scfg: StageConfig, loss_fn, generator, d: Dist):
         self.supernet, self.latency, self.cfg, self.scfg = supernet, latency, cfg, scfg
@@ -75,7 +81,7 @@ class Searcher:
     def entropy(self) -> float:
         """Mean entropy (nats) of the per-node architecture distributions (collapse shows as a quick drop)."""
         choices = self.choices()
-        return float(sum(_entropy(p) for p in choices.values()) / max(len(choices), 1))
+        return float(sum(_entropy(p, self.distribution) for p in choices.values()) / max(len(choices), 1))
 
     def labels(self, node: str) -> list[str]:
         raise NotImplementedError
@@ -93,13 +99,15 @@ class Searcher:
         self.target_ms, self.epoch = state["target_ms"], state["epoch"]
 
 
-def _entropy(p: torch.Tensor) -> float:
+def _entropy(p: torch.Tensor, distribution: str) -> float:
+    """Entropy in nats of one node's distribution: a categorical's, or the mean binary entropy of independent
+    Bernoulli gates; 0 for a node with one choice or undefined (NaN) probabilities."""
     p = p.detach().clamp(1e-12, 1.0)
-    if p.numel() == 1 or float(p.sum()) != float(p.sum()):
+    if p.numel() == 1 or math.isnan(float(p.sum())):
         return 0.0
-    if abs(float(p.sum()) - 1.0) < 1e-4:  # a categorical distribution (ops)
+    if distribution == "categorical":
         return float(-(p * p.log()).sum())
-    q = 1 - p  # independent Bernoulli gates (edges): mean binary entropy
+    q = 1 - p
     return float(-(p * p.log() + q.clamp_min(1e-12) * q.clamp_min(1e-12).log()).mean())
 
 
@@ -107,6 +115,7 @@ class EdgeSearcher(Searcher):
     """Stage 1: which inputs each node keeps (independent gates, binary-concrete relaxation)."""
 
     stage = 1
+    distribution = "bernoulli"
 
     def __init__(self, supernet: TopologySupernet, latency: EdgeLatencyModel, *args, **kwargs):
         super().__init__(supernet, latency, *args, **kwargs)

@@ -41,6 +41,22 @@ def epoch_key(stage: int, epoch: int) -> int:
     return stage * 100_000 + epoch
 
 
+def arch_pass_key(epoch: int, k: int) -> int:
+    """The data streams' epoch of the k-th pass over the validation crops during architecture steps of ``epoch``
+    (distinct while an epoch needs fewer than 1000 passes)."""
+    return epoch * 1000 + k
+
+
+def weight_seed(seed: int, stage: int) -> int:
+    """The torch seed of a stage's supernet weights: a resumed run rebuilds the same ones."""
+    return seed * 10 + stage
+
+
+def sampling_seed(seed: int, stage: int) -> int:
+    """The seed of a stage's searcher generator (gates and paths sampled during weight and architecture steps)."""
+    return seed * 100 + stage
+
+
 LOG_FIELDS = ["step", "stage", "epoch", "train_loss", "arch_loss", "arch_steps", "val_iou", "val_niou", "val_pd",
               "val_fa", "expected_latency_ms", "target_latency_ms", "derived_latency_ms", "temperature", "entropy",
               "lr", "seconds"]
@@ -122,8 +138,8 @@ class TwoStage(Strategy):
         """Endless validation crops for architecture steps, in an order fixed by (seed, epoch)."""
         k = 0
         while True:
-            self.arch_set.set_epoch(epoch * 1000 + k)
-            self.arch_sampler.set_epoch(epoch * 1000 + k)
+            self.arch_set.set_epoch(arch_pass_key(epoch, k))
+            self.arch_sampler.set_epoch(arch_pass_key(epoch, k))
             for batch in self.arch_loader:
                 yield batch[0].to(self.ctx.device), batch[1].to(self.ctx.device)
             k += 1
@@ -131,7 +147,7 @@ class TwoStage(Strategy):
     def build(self, stage: int, topology=None):
         """The supernet and searcher of ``stage`` (weights seeded, so a resumed run rebuilds the same)."""
         ctx, cfg = self.ctx, self.ctx.cfg
-        torch.manual_seed(cfg.seed * 10 + stage)
+        torch.manual_seed(weight_seed(cfg.seed, stage))
         if stage == 1:
             net = TopologySupernet(ctx.space)
             latency = EdgeLatencyModel(ctx.table, ctx.space, op=cfg.stage1_latency_op)
@@ -141,7 +157,7 @@ class TwoStage(Strategy):
             latency = OpLatencyModel(ctx.table, ctx.space, topology, net.node_ops)
             cls = OpSearcher
         net.to(ctx.device)
-        gen = torch.Generator().manual_seed(cfg.seed * 100 + stage)
+        gen = torch.Generator().manual_seed(sampling_seed(cfg.seed, stage))
         searcher = cls(net, latency, cfg, stage_config(cfg, stage), ctx.loss_fn, gen, ctx.d)
         steps = stage_config(cfg, stage).epochs * max(len(ctx.train_loader), 1)
         opt = build_optimizer(net.weight_parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
