@@ -44,17 +44,22 @@ def load_curves(ledger: Path) -> dict[str, dict[int, tuple[float, list[dict]]]]:
 
 
 def signal_at(rows: list[dict], name: str, epoch: int) -> float | None:
-    if len(rows) < epoch:
+    """The signal after ``epoch`` (the log's epoch column); None where that epoch was not validated."""
+    upto = [r for r in rows if int(r["epoch"]) <= epoch and r.get("val_iou") not in (None, "")]
+    if not upto or int(upto[-1]["epoch"]) != epoch:
         return None
     if name == "best_val_iou":
-        return max(float(r["val_iou"]) for r in rows[:epoch])
-    return SIGNALS[name] * float(rows[epoch - 1][COLUMNS.get(name, name)])
+        return max(float(r["val_iou"]) for r in upto)
+    return SIGNALS[name] * float(upto[-1][COLUMNS.get(name, name)])
 
 
 def score(curves: dict) -> dict:
     seeds = sorted(set.intersection(*(set(s) for s in curves.values())))  # seeds every network has
+    if len(seeds) < 2:
+        raise SystemExit(f"ledger_signals: the networks share {len(seeds)} finished seed(s); a signal of one seed "
+                         f"is scored against the others', so 2 are needed (finish more retrains of the ledger)")
     truth = {s: {n: statistics.fmean(c[t][0] for t in seeds if t != s) for n, c in curves.items()} for s in seeds}
-    epochs = min(len(c[s][1]) for c in curves.values() for s in seeds)
+    epochs = min(int(c[s][1][-1]["epoch"]) for c in curves.values() for s in seeds)
     rows = []
     for name in SIGNALS:
         for epoch in range(1, epochs + 1):

@@ -3,8 +3,8 @@
 A hardware-aware search must beat random networks of its space *at the same latency*, trained the same way, over
 several seeds (Li & Talwalkar 2019, Yang et al. 2020; ../shared/reference/search-eval.md). This bench:
 
-1. takes a search run (``--search DIR``), or runs the quick search into OUT/search (λ ``--latency-weight``, the
-   comparison's dataset; resumed if interrupted);
+1. takes a search run (``--search DIR``), or runs a search into OUT/search (``--search-preset``, default the quick
+   two-stage one with λ ``--latency-weight``; the comparison's dataset; resumed if interrupted);
 2. samples ``--k`` random genotypes of the same space whose predicted latency, by the same table, is within
    ``--tol`` of the searched network's (hnanas.latency.matched: a broad prior, so every latency band is
    reachable), plus the latency-only ablation (the searched topology with the ops the latency term alone picks:
@@ -55,12 +55,9 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from hnanas.envinfo import environment
 from hnanas.errors import HnanasError
-from hnanas.config import to_dict
-from hnanas.fileio import read_json, write_bytes, write_json, write_text
+from hnanas.fileio import read_json, write_json, write_text
 from hnanas.genotype import load_genotype
 from hnanas.latency.matched import PRIOR, latency_only_ops, sample_at_latency
 from hnanas.report.figures import draw_versus
@@ -71,10 +68,11 @@ from hnanas.search.run import load_table, search_once
 from hnanas.space import load_space
 from hnanas.train.budget import Budget, budget_config, retrain_all
 from hnanas.train.export import time_networks
-from hnanas.train.ledger import RETRAIN_FILES, Ledger
+from hnanas.train.ledger import Ledger, reuse_retrains
 from hnanas.train.sources import resolve_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+BUDGET_WEIGHT = 1.0  # λ of the hinge budget --at-ms gives the search here (within the band the term is 0)
 # what --ledger keeps of OUT (besides every finished retrain's metrics, log and config)
 LEDGER_FILES = ("networks.json", "latency.json", FILE, "search_vs_random.md", "genotypes/*.json",
                 "search/genotype.json", "search/stage1_genotype.json", "search/config.yaml", "search/search_log.csv",
@@ -82,14 +80,14 @@ LEDGER_FILES = ("networks.json", "latency.json", FILE, "search_vs_random.md", "g
 
 
 def ensure_search(args: argparse.Namespace) -> Path:
-    """The search run: ``--search``, else OUT/search, searched (or resumed) here with the quick preset."""
+    """The search run: ``--search``, else OUT/search, searched (or resumed) here with ``--search-preset``."""
     if args.search is not None:
         return args.search
     changes = {"space": args.space, "data.dataset": args.dataset, "data.split": args.split,
                "data.data_root": args.data_root, "seed": 0, "latency_weight": args.latency_weight,
                "latency_loss": args.latency_loss, "target_latency_ms": args.target_latency}
     if args.at_ms is not None:  # a budget whose band is the comparison's: [at (1 - tol), at (1 + tol)]
-        changes.update({"latency_loss": "hinge", "latency_weight": 1.0,
+        changes.update({"latency_loss": "hinge", "latency_weight": BUDGET_WEIGHT,
                         "target_latency_ms": args.at_ms * (1 + args.tol),
                         "halving.floor": (1 - args.tol) / (1 + args.tol)})
     cfg = resolve_config(args.search_preset, changes)
@@ -195,36 +193,6 @@ def collect(args: argparse.Namespace, nets: list[dict], latency: dict) -> tuple[
     return rows, described
 
 
-def same_budget(mine: dict, theirs: dict) -> bool:
-    """Whether two retrain configs (as written to config.yaml) train the same way on the same data and seed."""
-    pick = lambda c: (c["optim"], {k: v for k, v in c["train"].items() if k not in ("threads", "device")},  # noqa
-                      {**c["data"], "dataset": Path(c["data"]["dataset"]).name})
-    return pick(mine) == pick(theirs)
-
-
-def reuse_retrains(args: argparse.Namespace, nets: list[dict], jobs: list[tuple]) -> int:
-    """Copy ``--reuse``'s finished retrains of this comparison's networks (same name and genotype, same budget,
-    data and seed) into OUT instead of training them again; returns how many."""
-    n = 0
-    for cfg, out in jobs:
-        name, seed_dir = out.parent.name, out.name
-        net = next(x for x in nets if x["name"] == name)
-        theirs = args.reuse / "nets" / name / seed_dir
-        other = args.reuse / "genotypes" / f"{name}.json"
-        if (out / "metrics.json").exists() or not (theirs / "metrics.json").exists() or "genotype" not in net \
-                or not other.exists():
-            continue
-        space = load_space(net["space"])
-        if load_genotype(other, space).nodes != load_genotype(net["genotype"], space).nodes:
-            continue
-        if not same_budget(to_dict(cfg), yaml.safe_load((theirs / "config.yaml").read_text())):
-            continue
-        for file in RETRAIN_FILES:
-            write_bytes(out / file, (theirs / file).read_bytes())
-        n += 1
-    return n
-
-
 def search_seconds(search: Path) -> float | None:
     log = next((search / f for f in ("search_log.csv", "trials.csv") if (search / f).exists()), None)
     rows = read_csv_rows(log) if log is not None else []  # halving: every candidate epoch's training seconds
@@ -234,7 +202,7 @@ def search_seconds(search: Path) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--search", type=Path, default=None, help="a finished search run (default: OUT/search, searched "
-                                                                "here with the quick preset)")
+                                                                "here with --search-preset)")
     p.add_argument("--dataset", default=str(SHARED / "NUAA-SIRST"))
     p.add_argument("--split", default=None, help="default: the dataset's official split (NUAA-SIRST idx_427)")
     p.add_argument("--data-root", default=None)
@@ -274,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
                                                           "partial summary says how many are missing)")
     args = p.parse_args(argv)
     args.baseline_seeds = args.baseline_seeds or args.seeds[:1]
+    if args.at_ms is not None and args.search is None and (
+            args.target_latency is not None or resolve_config(args.search_preset, {}).strategy != "halving"):
+        raise SystemExit("search_vs_random: --at-ms makes the search here a halving search in that band; use it "
+                         "with --search-preset cpu and without --target-latency (or pass --search)")
     if len(set(args.seeds)) != len(args.seeds) or args.k < 2 or args.jobs < 1:
         raise SystemExit("search_vs_random: --seeds must be distinct, --k at least 2, --jobs at least 1")
     t0 = time.time()
@@ -294,7 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(budget_config(budget, model_of(net), data, seed), retrain_dir(args, net, seed))
             for *_, net, seed in order]
     if args.reuse is not None:
-        print(f"reuse {args.reuse}: {reuse_retrains(args, nets, jobs)} finished retrains copied", flush=True)
+        space = load_space(nets[0]["space"])
+        mine = {n["name"]: load_genotype(n["genotype"], space) for n in nets if n["role"] == "random"}
+        filled, reused = reuse_retrains(args.reuse, jobs, mine, space)
+        print(f"reuse {args.reuse}: {len(filled)} finished retrains copied ({len(reused)} of this comparison's "
+              f"retrains are that ledger's)", flush=True)
+        reused_from = {"ledger": str(args.reuse), "retrains": sorted(str(p.relative_to(args.out)) for p in reused)}
+    else:
+        reused_from = None
     started = time.time()
 
     def done(out: Path, k: int, n: int) -> None:
@@ -314,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                          "precision": args.precision, "seeds": args.seeds, "baseline_seeds": args.baseline_seeds,
                          "jobs": args.jobs, "checkpoint": "best validation IoU, every epoch, whole subset"},
               "dataset": args.dataset, "split": args.split, "k": args.k, "tol": args.tol,
-              "retrains": {"finished": len(rows), "planned": len(jobs)},
+              "retrains": {"finished": len(rows), "planned": len(jobs)}, "reused_from": reused_from,
               "command": " ".join(["python", "bench/search_vs_random.py",  # the command that trains
                                    *(a for a in (argv or sys.argv[1:]) if a != "--no-train")]),
               "wall_seconds_this_call": round(time.time() - t0, 1), "environment": environment()}

@@ -47,3 +47,12 @@ def test_signals_are_scored_against_the_other_seeds_mean_test_iou(tmp_path, caps
 def test_a_folder_that_is_not_a_ledger_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="has no networks.json"):
         load_bench("ledger_signals").main([str(tmp_path)])
+
+
+def test_a_ledger_with_one_shared_seed_is_refused_in_one_line(tmp_path):
+    make_ledger(tmp_path / "ledger")
+    for name in NETS:  # as if only the first seeds had finished
+        for f in (tmp_path / "ledger" / "nets" / name / "seed1").iterdir():
+            f.unlink()
+    with pytest.raises(SystemExit, match="share 1 finished seed"):
+        load_bench("ledger_signals").main([str(tmp_path / "ledger")])

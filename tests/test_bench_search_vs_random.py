@@ -141,30 +141,37 @@ def test_a_comparison_at_a_given_latency_reuses_another_ledgers_retrains_of_the_
     assert bench.main([*common, "--out", str(second), "--at-ms", str(at), "--reuse", str(root / "ledger_a")]) == 0
     out = capsys.readouterr().out
     # the random networks (the other ledger keeps their genotypes): the searched one is trained here
-    assert f"reuse {root / 'ledger_a'}: 2 finished retrains copied" in out
+    assert f"reuse {root / 'ledger_a'}: 2 finished retrains copied (2 of this comparison's retrains" in out
     trained = [line[:31] for line in out.splitlines() if line.startswith("retrain ")]
     assert trained == ["retrain 3/3 done: nets/searched"]
     again = read_json(second / "networks.json")
     assert again["target_ms"] == at and again["settings"]["at_ms"] == at
     assert [n["predicted_ms"] for n in again["networks"]] == [n["predicted_ms"] for n in plan["networks"]]
+    assert read_json(second / "search_vs_random.json")["reused_from"] == {
+        "ledger": str(root / "ledger_a"), "retrains": ["nets/random_0/seed3", "nets/random_1/seed3"]}
     rows = [read_json(f / "search_vs_random.json")["rows"] for f in (first, second)]
     assert [r for r in rows[1] if r["net"] != "searched"] == [r for r in rows[0] if r["net"] != "searched"]
     capsys.readouterr()
+    assert bench.main([*common, "--out", str(second), "--at-ms", str(at), "--reuse", str(root / "ledger_a")]) == 0
+    assert ": 0 finished retrains copied (2 of this comparison's retrains are that ledger's)" in capsys.readouterr().out
     third = root / "reuse_c"  # another training budget: nothing is reused
     assert bench.main([*common[:-10], "--epochs", "2", *common[-8:], "--out", str(third), "--at-ms", str(at),
                        "--reuse", str(root / "ledger_a"), "--no-train"]) == 0
-    assert f"reuse {root / 'ledger_a'}: 0 finished retrains copied" in capsys.readouterr().out
+    assert f"reuse {root / 'ledger_a'}: 0 finished retrains copied (0 of" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="is not within 5 % of --at-ms"):
         bench.main([*common, "--out", str(root / "reuse_d"), "--at-ms", str(plan["target_ms"] * 2)])
 
 
 def test_reuse_needs_the_same_budget_data_and_seed():
-    bench = load_bench("search_vs_random")
-    base = {"optim": {"name": "adamw", "lr": 5e-3}, "train": {"epochs": 8, "batch_size": 8, "seed": 0, "threads": 1},
+    from hnanas.train.ledger import same_budget
+
+    base = {"optim": {"name": "adamw", "lr": 5e-3}, "train": {"epochs": 8, "batch_size": 8, "seed": 0, "threads": 1,
+                                                              "device": "auto"},
             "data": {"dataset": "/a/NUDT-SIRST", "split": "50_50", "crop_size": 128}}
     moved = {**base, "data": {**base["data"], "dataset": "../shared/datasets/NUDT-SIRST"},
              "train": {**base["train"], "threads": 2}}
-    assert bench.same_budget(base, moved)  # where the data lies and the thread count do not matter
+    assert same_budget(base, moved)  # where the data lies and the thread count do not matter
     for section, key, value in (("train", "epochs", 9), ("train", "seed", 1), ("data", "crop_size", 64),
-                                ("data", "split", "other"), ("optim", "lr", 1e-3), ("data", "dataset", "/a/NUAA")):
-        assert not bench.same_budget(base, {**base, section: {**base[section], key: value}})
+                                ("data", "split", "other"), ("optim", "lr", 1e-3), ("data", "dataset", "/a/NUAA"),
+                                ("train", "device", "cuda")):
+        assert not same_budget(base, {**base, section: {**base[section], key: value}})

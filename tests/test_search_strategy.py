@@ -179,7 +179,7 @@ def test_search_command_runs_the_halving_strategy(assets, tmp_path, capsys):
     assert "genotype:" in capsys.readouterr().out
 
 
-def test_the_cpu_preset_is_the_halving_search_trained_as_retrain_trains():
+def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_crops():
     from hnanas.cli import build_parser
     from hnanas.cli.search import config_from_args
     from hnanas.train.presets import build_config
@@ -194,5 +194,8 @@ def test_the_cpu_preset_is_the_halving_search_trained_as_retrain_trains():
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, h.min_lr, cfg.loss) == (
         quick.optim.name, quick.optim.lr, quick.optim.weight_decay, quick.optim.min_lr, quick.train.loss)
     assert cfg.val_images is None and cfg.data.target_prob == quick.data.target_prob
+    assert (cfg.data.crop_size, cfg.batch_size) == (128, 8)
     with pytest.raises(ValueError, match="floor"):
         HalvingConfig(floor=1.0)
+    with pytest.raises(ConfigError, match="halving.floor 0.9 bounds the halving strategy.s latency budget"):
+        resolve_config("cpu", {"halving.floor": 0.9})  # add-linear: no budget for a floor to bound

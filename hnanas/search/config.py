@@ -38,8 +38,8 @@ class HalvingConfig:
     max_epochs: int = 9  # epochs of a candidate that is never stopped
     eta: int = 3  # reduction factor: a candidate continues past a rung if it is in the best 1/eta there
     # the accuracy signal ranked at each rung: the validation or training loss of the epoch, 1 - the epoch's
-    # validation IoU, or best_val_iou: 1 - the best validation IoU so far, ties (candidates that do not segment
-    # yet) broken by the epoch's validation loss (a thousandth of it, below any IoU step of the subset)
+    # validation IoU, or best_val_iou: 1 - the best validation IoU so far plus a thousandth of the epoch's
+    # validation loss (which orders the candidates that do not segment yet)
     metric: Literal["val_loss", "train_loss", "val_iou", "best_val_iou"] = "val_loss"
     val_images: int | None = None  # validation images scored per epoch; None: the whole validation subset
     startup_trials: int = 10  # candidates drawn at random before TPE models the good ones
@@ -52,7 +52,7 @@ class HalvingConfig:
         if self.trials < 1 or self.min_epochs < 1 or self.max_epochs < self.min_epochs or self.eta < 2:
             raise ValueError("need trials >= 1, 1 <= min_epochs <= max_epochs and eta >= 2")
         if not 0 <= self.floor < 1 or self.min_lr < 0:
-            raise ValueError("need 0 <= floor < 1 and min_lr >= 0")
+            raise ValueError(f"need 0 <= floor < 1 and min_lr >= 0 (got floor {self.floor}, min_lr {self.min_lr})")
 
 
 @dataclass
@@ -94,6 +94,10 @@ class SearchConfig:
             raise ValueError("target_latency_ms must be positive")
         if self.latency_loss == "hinge" and self.target_latency_ms is None and self.latency_weight > 0:
             raise ValueError("latency_loss hinge is a latency budget: set target_latency_ms (--target-latency MS)")
+        if self.halving.floor > 0 and (self.strategy != "halving" or self.latency_budget_ms is None):
+            raise ValueError(f"halving.floor {self.halving.floor} bounds the halving strategy's latency budget: "
+                             f"use it with strategy halving and latency_loss hinge, a positive latency_weight and "
+                             f"target_latency_ms (--latency-loss hinge --target-latency MS)")
 
     @property
     def latency_budget_ms(self) -> float | None:
@@ -119,9 +123,10 @@ PRESETS: dict[str, dict] = {
               "stage1": {"epochs": 40, "warmup_epochs": 34, "arch_every": 2, "arch_lr": 0.05},
               "stage2": {"epochs": 30, "warmup_epochs": 22, "arch_every": 2, "arch_lr": 0.05}},
     # A search for accuracy on a 2-core CPU on the real datasets, about an hour: the halving strategy, each
-    # candidate trained as `hnanas retrain`'s quick preset trains (128-px crops, batch 8, AdamW 5e-3 cosine to
-    # 5e-4, weight decay 1e-4, SoftIoU+BCE, the whole validation subset), 2 epochs for every candidate, 6 for the
-    # best third, 8 (a NUDT-SIRST comparison's whole budget) for the best of those. The signal is the best
+    # candidate trained as the comparison benches retrain (hnanas.train.budget: retrain's quick optimiser and loss,
+    # AdamW 5e-3 cosine to 5e-4, weight decay 1e-4, SoftIoU+BCE, on 128-px crops in batches of 8, validated on the
+    # whole validation subset), 2 epochs for every candidate, 6 for the best third, 8 (a NUDT-SIRST comparison's
+    # whole budget) for the best of those. The signal is the best
     # validation IoU so far: over the 10 networks of the NUDT-SIRST search-vs-random ledger (8 epochs, 3 seeds),
     # one seed's best validation IoU after epoch 2 ranks the other seeds' mean test IoU with Kendall tau 0.50-0.63
     # (the validation loss after epoch 2: 0.02-0.20; bench/ledger_signals.py, docs/results.md).

@@ -25,7 +25,9 @@ resume may differ from an uninterrupted run's, since the sampler's random state 
 from __future__ import annotations
 
 import logging
+import random
 import statistics
+import time
 
 import optuna
 import torch
@@ -48,7 +50,9 @@ from hnanas.train.optim import build_optimizer, build_scheduler
 log = logging.getLogger("hnanas.search")
 STUDY = "halving.db"
 FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "val_iou", "score", "seconds"]
-TIE_BREAK = 1e-3  # best_val_iou: weight of the validation loss that orders candidates of equal IoU
+# best_val_iou: weight of the validation loss that orders candidates of equal IoU (those still at 0). It can also
+# reorder candidates whose IoU differs by less than about a thousandth (0.1 points): far below seed noise
+TIE_BREAK = 1e-3
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
@@ -92,7 +96,7 @@ class Halving(Strategy):
                 study.enqueue_trial(params)
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # cut short by a kill
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(t.params)
+            study.enqueue_trial(t.system_attrs.get("fixed_params") or t.params)  # cut before its first suggest
             self.log.truncate_after(t.number - 1)
         trained = lambda: sum(t.state in DONE and "excess_ms" not in t.user_attrs  # noqa: E731
                               for t in study.get_trials(deepcopy=False))
@@ -126,7 +130,7 @@ class Halving(Strategy):
         rows = [r for r in self.log.rows() if int(r["trial"]) == best.number]
         return {"final_val_iou": float(rows[-1]["val_iou"]), "halving": {
             "trained": sum(t.state in DONE and "excess_ms" not in t.user_attrs for t in self.study.trials),
-            "drawn": len(self.study.trials), "best_trial": best.number, "best_epochs": len(rows),
+            "drawn": sum(t.state != optuna.trial.TrialState.WAITING for t in self.study.trials), "best_trial": best.number, "best_epochs": len(rows),
             "best_score": best.intermediate_values[max(best.intermediate_values)], "target_ms": self.target_ms,
             "metric": self.ctx.cfg.halving.metric}}
 
@@ -142,15 +146,25 @@ class Halving(Strategy):
                   or [n.candidates[0]] for n in space.nodes}
         return make_genotype(space, inputs, {n.id: params[f"op:{n.id}"] for n in space.nodes}, name=name)
 
-    def params_of(self, g: Genotype) -> dict:
-        """The trial parameters of a genotype (the inverse of :meth:`genotype`): a node the genotype leaves out
-        keeps no input and the first op, so it stays out."""
-        params = {}
+    def param_space(self):
+        """(parameter name, node id, candidate input or None for the op, choices) of every trial parameter."""
         for n in self.ctx.space.nodes:
-            kept = g.inputs.get(n.id, ())
             for c in n.candidates if len(n.candidates) > 1 else ():
-                params[f"e:{n.id}:{c}"] = int(c in kept)
-            params[f"op:{n.id}"] = g.ops.get(n.id, next(iter(self.ctx.space.ops)))
+                yield f"e:{n.id}:{c}", n.id, c, [0, 1]
+            yield f"op:{n.id}", n.id, None, list(self.ctx.space.ops)
+
+    def params_of(self, g: Genotype, rng: random.Random) -> dict:
+        """The trial parameters of a genotype (the inverse of :meth:`genotype`). A node the genotype leaves out
+        stays out whatever its own parameters (no kept node takes it as input), so they are drawn from ``rng``:
+        TPE learns from these trials parameter by parameter and must not see the first op everywhere."""
+        params = {}
+        for key, node, cand, choices in self.param_space():
+            if node not in g.inputs:
+                params[key] = rng.choice(choices)
+            else:
+                params[key] = int(cand in g.inputs[node]) if cand is not None else g.ops[node]
+        if self.genotype(params).nodes != g.nodes:
+            raise AssertionError(f"halving: parameters of {g.name} do not give it back")  # a bug, not bad input
         return params
 
     def startup_candidates(self) -> list[dict]:
@@ -162,17 +176,14 @@ class Halving(Strategy):
         if self.budget_ms is None or h.floor == 0:
             return []
         lo, hi = h.floor * self.budget_ms, self.budget_ms
+        seed = startup_seed(self.ctx.cfg.seed)
         found = sample_at_latency(self.ctx.space, self.ctx.table, (lo + hi) / 2, h.startup_trials,
-                                  tol=(hi - lo) / (hi + lo), seed=startup_seed(self.ctx.cfg.seed))
-        return [self.params_of(m.genotype) for m in found]
+                                  tol=(hi - lo) / (hi + lo), seed=seed)
+        rng = random.Random(seed)
+        return [self.params_of(m.genotype, rng) for m in found]
 
     def suggest(self, trial: optuna.Trial) -> Genotype:
-        space = self.ctx.space
-        params = {}
-        for n in space.nodes:
-            for c in n.candidates if len(n.candidates) > 1 else ():
-                params[f"e:{n.id}:{c}"] = trial.suggest_categorical(f"e:{n.id}:{c}", [0, 1])
-            params[f"op:{n.id}"] = trial.suggest_categorical(f"op:{n.id}", list(space.ops))
+        params = {key: trial.suggest_categorical(key, choices) for key, _, _, choices in self.param_space()}
         return self.genotype(params, name=f"trial_{trial.number}")
 
     def evaluate(self, trial: optuna.Trial) -> tuple[optuna.trial.TrialState, float | None]:
@@ -198,6 +209,7 @@ class Halving(Strategy):
         best_iou = 0.0
         for epoch in range(1, h.max_epochs + 1):
             ctx.set_train_epoch(epoch - 1)  # every candidate sees the same crops in the same order
+            start = time.perf_counter()
             stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
                                 desc=f"candidate {trial.number} epoch {epoch}")
             val = evaluate(model, self.val_loader, loss_fn=ctx.loss_fn, desc="validate")
@@ -212,7 +224,7 @@ class Halving(Strategy):
             self.log.append({"trial": trial.number, "epoch": epoch, "predicted_ms": round(ms, 4),
                              "state": "stopped" if stop else ("complete" if epoch == h.max_epochs else "running"),
                              "train_loss": stats["loss"], "val_loss": val["loss"], "val_iou": val["iou"],
-                             "score": score, "seconds": round(stats["seconds"], 1)})
+                             "score": score, "seconds": round(time.perf_counter() - start, 1)})  # + validation
             if stop:
                 return optuna.trial.TrialState.PRUNED, None
         return optuna.trial.TrialState.COMPLETE, score

@@ -9,13 +9,21 @@ every retrain folder matching ``retrains``, the ``retrain_files`` once its ``met
 retrain never enters it) into the ledger folder, and restores what the output folder lacks at the next start.
 A restored retrain folder holds ``metrics.json``, so :func:`hnanas.train.budget.retrain_all` counts it done.
 Only finished, self-contained files are copied, each atomically; a ledger file never overwrites a newer output
-file.
+file. :func:`reuse_retrains` borrows another ledger's finished retrains of the same networks (two comparisons at
+one latency point share their random networks).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
+
+import yaml
+
+from hnanas.config import to_dict
+from hnanas.genotype import Genotype, load_genotype
+from hnanas.space import SearchSpace
 
 from hnanas.errors import HnanasError
 from hnanas.fileio import write_bytes
@@ -64,3 +72,42 @@ class Ledger:
                 write_bytes(dst, data)
                 n += 1
         return n
+
+
+def same_budget(mine: Mapping, theirs: Mapping) -> bool:
+    """Whether two retrain configs (as written to ``config.yaml``) train the same way (optimiser, loop, seed,
+    device setting) on the same data: the dataset compared by folder name, since a ledger moves between machines
+    whose data lie elsewhere; the thread count left out (it changes speed, not results)."""
+    def pick(c: Mapping) -> tuple:
+        return (c["optim"], {k: v for k, v in c["train"].items() if k != "threads"},
+                {**c["data"], "dataset": Path(c["data"]["dataset"]).name})
+    return pick(mine) == pick(theirs)
+
+
+def reuse_retrains(other: Path, jobs: Sequence[tuple], genotypes: Mapping[str, Genotype], space: SearchSpace
+                   ) -> tuple[list[Path], list[Path]]:
+    """Copy ``other`` ledger's finished retrains into the jobs' folders where the network is the same (its
+    genotype, by name, equals ``other/genotypes/<name>.json``) and so are budget, data and seed
+    (:func:`same_budget`); a folder that already holds a retrain of its own, finished or begun, is left alone.
+    ``jobs``: (RetrainConfig, OUT/nets/<name>/seed<k>). Returns (the folders filled now, every folder holding
+    ``other``'s retrain: filled now or by an earlier call)."""
+    filled, reused = [], []
+    for cfg, out in jobs:
+        name, theirs = out.parent.name, other / "nets" / out.parent.name / out.name
+        mine, kept = genotypes.get(name), other / "genotypes" / f"{name}.json"
+        if mine is None or not kept.is_file() or not all((theirs / f).is_file() for f in RETRAIN_FILES):
+            continue
+        if load_genotype(kept, space).nodes != mine.nodes:
+            continue
+        if (out / "metrics.json").exists():
+            if (out / "metrics.json").read_bytes() == (theirs / "metrics.json").read_bytes():
+                reused.append(out)
+            continue
+        if (out / "model.json").exists() or not same_budget(to_dict(cfg),
+                                                              yaml.safe_load((theirs / "config.yaml").read_text())):
+            continue
+        for f in RETRAIN_FILES:
+            write_bytes(out / f, (theirs / f).read_bytes())
+        filled.append(out)
+        reused.append(out)
+    return filled, reused
