@@ -195,7 +195,7 @@ def collect(args: argparse.Namespace, nets: list[dict], latency: dict) -> tuple[
 
 def search_seconds(search: Path) -> float | None:
     log = next((search / f for f in ("search_log.csv", "trials.csv") if (search / f).exists()), None)
-    rows = read_csv_rows(log) if log is not None else []  # halving: every candidate epoch's training seconds
+    rows = read_csv_rows(log) if log is not None else []  # halving: every candidate epoch's seconds
     return round(sum(float(r.get("seconds") or 0) for r in rows), 1) if rows else None
 
 

@@ -19,14 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import yaml
-
 from hnanas.config import to_dict
+from hnanas.errors import HnanasError
+from hnanas.fileio import read_yaml, write_bytes
 from hnanas.genotype import Genotype, load_genotype
 from hnanas.space import SearchSpace
-
-from hnanas.errors import HnanasError
-from hnanas.fileio import write_bytes
 
 RETRAIN_FILES = ("metrics.json", "retrain_log.csv", "config.yaml")
 
@@ -103,8 +100,7 @@ def reuse_retrains(other: Path, jobs: Sequence[tuple], genotypes: Mapping[str, G
             if (out / "metrics.json").read_bytes() == (theirs / "metrics.json").read_bytes():
                 reused.append(out)
             continue
-        if (out / "model.json").exists() or not same_budget(to_dict(cfg),
-                                                              yaml.safe_load((theirs / "config.yaml").read_text())):
+        if (out / "model.json").exists() or not same_budget(to_dict(cfg), read_yaml(theirs / "config.yaml")):
             continue
         for f in RETRAIN_FILES:
             write_bytes(out / f, (theirs / f).read_bytes())
