@@ -1,6 +1,6 @@
 """Size and ONNX Runtime latency of the named baseline networks (DNANet, the RepISD-Net-style ECB U-Net).
 
-For each named baseline spec (``hnanas.models.named_models()``): parameters of the train and deploy forms, MACs
+For each named baseline spec (``hnanas.nas.models.named_models()``): parameters of the train and deploy forms, MACs
 of the deploy form at the given sizes (``hnanas.ops.count_macs``: convolutions, linear layers, matrix
 products), and the latency of the deploy form exported with ``dynamo=True`` at the first size, measured by
 ``hnanas.runtime.measure_model`` in several fresh sessions (the reported figure is the median of the session
@@ -20,7 +20,7 @@ import torch
 
 from hnanas.envinfo import environment
 from hnanas.fileio import write_json
-from hnanas.models import build_model, named_models
+from hnanas.nas.models import build_model, named_models
 from hnanas.ops import count_macs, count_params
 from hnanas.progress import progress
 from hnanas.runtime import export_onnx, measure_model

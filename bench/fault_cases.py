@@ -39,7 +39,7 @@ def tiny_table():
     from hnanas.envinfo import cpu_identity, cpu_model
     from hnanas.latency.entries import space_entries
     from hnanas.latency.table import FORMAT, LatencyTable
-    from hnanas.space import load_space
+    from hnanas.nas.space import load_space
 
     space = load_space("tiny")
     rows = [{**e.row(), "median_ms": 0.02 + 1e-6 * e.c_in * e.c_out * e.h * e.w, "p10_ms": 0.0, "p90_ms": 0.0,
@@ -51,7 +51,7 @@ def tiny_table():
 
 
 def good_checkpoint(path: Path) -> None:
-    from hnanas.models import build_model
+    from hnanas.nas.models import build_model
     from hnanas.runs import save_checkpoint
     from hnanas.train.sources import resolve_spec
 
@@ -224,8 +224,8 @@ def table_negative(ws: Path, row: Path) -> Case:
 
 
 def _genotype(ws: Path, row: Path, edit) -> Path:
-    from hnanas.genotype import named_genotypes
-    from hnanas.space import load_space
+    from hnanas.nas.genotype import named_genotypes
+    from hnanas.nas.space import load_space
 
     g = named_genotypes(load_space("tiny"))["chain_res3"].to_dict()
     edit(g["nodes"])

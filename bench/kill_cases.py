@@ -165,7 +165,7 @@ class Profile(KillCase):
 
         from hnanas.latency.entries import space_entries
         from hnanas.latency.table import LatencyTable
-        from hnanas.space import load_space
+        from hnanas.nas.space import load_space
 
         space = load_space("tiny")
         LatencyTable.load(folder / "tiny.csv", space=space)  # the table hnanas would price with

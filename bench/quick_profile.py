@@ -25,14 +25,14 @@ import torch
 
 from hnanas.envinfo import environment
 from hnanas.fileio import write_json
-from hnanas.genotype import sample_genotype
+from hnanas.latency.correction import error_stats
 from hnanas.latency.profiler import export_network, measure_networks
 from hnanas.latency.table import LatencyTable, table_dirs
 from hnanas.latency.transfer import TransferSettings, quick_profile
-from hnanas.latency.validate import error_stats
-from hnanas.network import derive
+from hnanas.nas.genotype import sample_genotype
+from hnanas.nas.network import derive
+from hnanas.nas.space import load_space
 from hnanas.runtime import export_onnx
-from hnanas.space import load_space
 
 
 def main(argv: list[str] | None = None) -> int:

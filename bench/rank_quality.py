@@ -48,15 +48,15 @@ import torch
 from hnanas.data import build_data
 from hnanas.envinfo import environment
 from hnanas.fileio import read_json, write_json, write_text
-from hnanas.genotype import load_genotype, named_genotypes
 from hnanas.latency.matched import PRIOR, latency_range, sample_at_latency
 from hnanas.latency.table import LatencyTable, default_table_path
-from hnanas.models import build_model, nested_spec
+from hnanas.nas.genotype import load_genotype, named_genotypes
+from hnanas.nas.models import build_model, nested_spec
+from hnanas.nas.space import load_space
 from hnanas.report.stats import rank_agreement
 from hnanas.runs import RunDir, read_csv_rows
 from hnanas.search.proxies import grad_norm, one_shot_forward, recalibrate_bn, snip, synflow
-from hnanas.space import load_space
-from hnanas.supernet import OneShotSupernet
+from hnanas.search.supernet import OneShotSupernet
 from hnanas.train.budget import Budget, budget_config, retrain_all
 from hnanas.train.export import time_networks
 from hnanas.train.ledger import Ledger

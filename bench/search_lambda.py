@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from hnanas.fileio import write_json
-from hnanas.genotype import load_genotype
 from hnanas.latency.profiler import export_network, measure_networks
+from hnanas.nas.genotype import load_genotype
+from hnanas.nas.space import load_space
 from hnanas.runs import RunDir
 from hnanas.search.config import SearchConfig, resolve_config
 from hnanas.search.run import run_search
-from hnanas.space import load_space
 
 
 def main(argv=None) -> int:

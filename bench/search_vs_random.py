@@ -58,14 +58,14 @@ from pathlib import Path
 from hnanas.envinfo import environment
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, write_json, write_text
-from hnanas.genotype import load_genotype
 from hnanas.latency.matched import PRIOR, latency_only_ops, sample_at_latency
+from hnanas.nas.genotype import load_genotype
+from hnanas.nas.space import load_space
 from hnanas.report.figures import draw_versus
 from hnanas.report.versus import FILE, search_vs_random, summarise_networks, versus_markdown
 from hnanas.runs import RunDir, read_csv_rows
 from hnanas.search.config import SearchConfig, resolve_config
 from hnanas.search.run import load_table, search_once
-from hnanas.space import load_space
 from hnanas.train.budget import Budget, budget_config, retrain_all
 from hnanas.train.export import time_networks
 from hnanas.train.ledger import Ledger, reuse_retrains

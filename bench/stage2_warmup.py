@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from hnanas.fileio import write_json
-from hnanas.genotype import load_genotype
+from hnanas.nas.genotype import load_genotype
 from hnanas.runs import RunDir
 from hnanas.search import distributed as dd
 from hnanas.search.config import resolve_config

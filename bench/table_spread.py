@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from hnanas.fileio import read_json, write_json
-from hnanas.genotype import sample_genotype
 from hnanas.latency.entries import KEY_COLUMNS
 from hnanas.latency.table import LatencyTable, sidecar_path
-from hnanas.network import node_in_channels
-from hnanas.space import load_space
+from hnanas.nas.genotype import sample_genotype
+from hnanas.nas.network import node_in_channels
+from hnanas.nas.space import load_space
 
 
 def network_op_ms(table: LatencyTable, space, genotype) -> float:

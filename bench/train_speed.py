@@ -32,10 +32,10 @@ import torch
 
 from hnanas.envinfo import environment
 from hnanas.fileio import read_json, write_json
-from hnanas.genotype import load_genotype, named_genotypes, sample_genotype
-from hnanas.models import build_model, named_models, nested_spec
-from hnanas.space import load_space
-from hnanas.supernet import OpSupernet, TopologySupernet
+from hnanas.nas.genotype import load_genotype, named_genotypes, sample_genotype
+from hnanas.nas.models import build_model, named_models, nested_spec
+from hnanas.nas.space import load_space
+from hnanas.search.supernet import OpSupernet, TopologySupernet
 from hnanas.train.budget import Budget, budget_config, retrain_all
 from hnanas.train.fastpath import forward_loss, native_bf16, path_named
 from hnanas.train.optim import build_train_loss

@@ -17,10 +17,10 @@ import numpy as np
 
 from hnanas.envinfo import environment
 from hnanas.fileio import write_json
-from hnanas.genotype import sample_genotype
 from hnanas.latency.table import LatencyTable, table_dirs
 from hnanas.latency.transfer import TransferSettings, measure_references, reference_networks
-from hnanas.space import load_space
+from hnanas.nas.genotype import sample_genotype
+from hnanas.nas.space import load_space
 
 REFERENCES = ("dnanet_res3", "chain_res3", "only_mb3e2", "only_repconv", "mixed_0", "mixed_1", "mixed_2", "mixed_4",
               "mixed_5")

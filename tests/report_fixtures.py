@@ -6,9 +6,9 @@ from pathlib import Path
 
 from _helpers import synthetic_table
 from hnanas.fileio import write_json, write_yaml
-from hnanas.genotype import make_genotype, named_genotypes
-from hnanas.models import nested_spec
-from hnanas.space import load_space
+from hnanas.nas.genotype import make_genotype, named_genotypes
+from hnanas.nas.models import nested_spec
+from hnanas.nas.space import load_space
 
 SEARCH_LOG = ("step,stage,epoch,train_loss,val_iou,expected_latency_ms,derived_latency_ms\n"
               "100000,1,1,1.0,0.1,3.0,2.5\n200000,2,1,0.9,0.2,2.0,1.9\n")

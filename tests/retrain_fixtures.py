@@ -11,8 +11,8 @@ import pytest
 
 from hnanas.data import SynthParams, write_synthetic
 from hnanas.fileio import write_yaml
-from hnanas.genotype import named_genotypes
-from hnanas.space import load_space
+from hnanas.nas.genotype import named_genotypes
+from hnanas.nas.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 6

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hnanas.baselines.dnanet import DNANet, DNANetConfig, node_in_channels
 from hnanas.baselines.pyramid_pooling import adaptive_avg_pool
 from hnanas.errors import ConfigError, HnanasError
-from hnanas.models import build_model, main_output, named_models
+from hnanas.nas.models import build_model, main_output, named_models
 from hnanas.ops import count_macs, count_params, has_batchnorm, reparameterize_model
 from hnanas.ops.equivalence import randomize_parameters_, relative_error
 from hnanas.runtime import export_onnx, run_onnx

@@ -15,8 +15,8 @@ from _helpers import load_bench, synthetic_table
 from hnanas.data import build_data
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.fileio import write_json
-from hnanas.genotype import make_genotype, named_genotypes
-from hnanas.space import load_space
+from hnanas.nas.genotype import make_genotype, named_genotypes
+from hnanas.nas.space import load_space
 from hnanas.train.budget import Budget, budget_config
 from hnanas.train.optim import build_train_loss
 

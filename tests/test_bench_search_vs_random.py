@@ -10,12 +10,12 @@ import pytest
 from _helpers import load_bench, synthetic_table
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.fileio import read_json, write_text
-from hnanas.genotype import load_genotype, make_genotype
 from hnanas.latency.table import LatencyTable
+from hnanas.nas.genotype import load_genotype, make_genotype
+from hnanas.nas.space import load_space
 from hnanas.report.build import write_report
 from hnanas.runs import RunDir
 from hnanas.search.config import resolve_config
-from hnanas.space import load_space
 
 
 @pytest.fixture(scope="module")

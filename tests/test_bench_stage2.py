@@ -10,7 +10,7 @@ import pytest
 from _helpers import load_bench, synthetic_table
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.fileio import read_json
-from hnanas.space import load_space
+from hnanas.nas.space import load_space
 
 
 def test_stage2_warmup_runs_each_mode_and_writes_its_summary(tmp_path):

@@ -15,7 +15,7 @@ from hnanas.cli import main
 from hnanas.data import load_mask, open_dataset, usable_ids
 from hnanas.data.loading import read_size
 from hnanas.errors import DataError
-from hnanas.models import Normalized
+from hnanas.nas.models import Normalized
 from hnanas.ops import reparameterize_model
 from hnanas.runs import load_checkpoint
 from hnanas.runtime import run_onnx

@@ -8,10 +8,10 @@ import copy
 import pytest
 import torch
 
-from hnanas.genotype import named_genotypes
 from hnanas.losses import build_loss
-from hnanas.network import derive
-from hnanas.space import load_space
+from hnanas.nas.genotype import named_genotypes
+from hnanas.nas.network import derive
+from hnanas.nas.space import load_space
 from hnanas.train.fastpath import FP32, TrainPath, choose_path, native_bf16, path_named, time_paths
 from hnanas.train.loop import train_epoch
 

@@ -22,15 +22,15 @@ from hnanas.cli import main
 from hnanas.data import SynthParams, build_data, write_synthetic
 from hnanas.data.bundle import DataConfig
 from hnanas.data.check import check_dataset
-from hnanas.data.index import open_dataset
+from hnanas.data.layouts import open_dataset
 from hnanas.data.loading import load_mask
 from hnanas.errors import ConfigError, DataError, HnanasError, environment_error
 from hnanas.fileio import atomic_path, write_json
-from hnanas.genotype import load_genotype, named_genotypes
 from hnanas.latency.bundle import import_results
 from hnanas.latency.table import LatencyTable
+from hnanas.nas.genotype import load_genotype, named_genotypes
+from hnanas.nas.space import load_space
 from hnanas.runs import RunDir, load_checkpoint, save_checkpoint
-from hnanas.space import load_space
 
 
 REPO = Path(__file__).resolve().parents[1]

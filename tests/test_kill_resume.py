@@ -18,10 +18,10 @@ from _helpers import synthetic_table
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.errors import ConfigError
 from hnanas.fileio import KILL_ENV, read_json, write_json
+from hnanas.nas.space import load_space
 from hnanas.runs import RunDir, read_csv_rows
 from hnanas.search.config import resolve_config
 from hnanas.search.run import run_search
-from hnanas.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = socket.gethostname().replace(".", "_")[:64]
@@ -73,8 +73,8 @@ def test_a_run_killed_before_its_config_can_be_started_again(tmp_path):
 
 
 def test_a_retrain_killed_between_its_config_and_model_json_resumes(tmp_path, monkeypatch):
-    import hnanas.train.retrain as retrain
     from hnanas.train.presets import build_config
+    import hnanas.train.retrain as retrain
     from hnanas.train.sources import resolve_spec
 
     cfg = build_config("quick", {"genotype": "chain_res3", "space": "tiny"})

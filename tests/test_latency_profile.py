@@ -10,23 +10,23 @@ import json
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 from hnanas.errors import HnanasError
-from hnanas.genotype import named_genotypes
 from hnanas.latency import profiler
 from hnanas.latency.bundle import import_results, safe_extract, write_bundle
+from hnanas.latency.correction import fit_correction
 from hnanas.latency.entries import CONTEXT_IN, ContextModel, layout_variants, space_entries
 from hnanas.latency.profiler import ProfileSettings, measure_space, profile_space
 from hnanas.latency.runner import classify_nodes, profile_entry, read_graph
 from hnanas.latency.table import LatencyTable
-from hnanas.latency.validate import fit_correction, validate_table
+from hnanas.latency.validate import validate_table
+from hnanas.nas.genotype import named_genotypes
+from hnanas.nas.space import load_space
 from hnanas.runtime import export_onnx
-from hnanas.space import load_space
 
 FAST = ProfileSettings(warmup=1, runs=2, min_time_s=0.0, sessions=1)
 

@@ -12,12 +12,11 @@ import torch
 from hnanas.errors import HnanasError
 from _helpers import synthetic_table
 
-from hnanas.genotype import make_genotype, named_genotypes, sample_genotype
-from hnanas.latency.entries import space_entries
 from hnanas.latency.expected import EdgeLatencyModel, OpLatencyModel
 from hnanas.latency.table import LatencyTable
-from hnanas.space import load_space
-from hnanas.supernet import OpSupernet, TopologySupernet
+from hnanas.nas.genotype import make_genotype, named_genotypes, sample_genotype
+from hnanas.nas.space import load_space
+from hnanas.search.supernet import OpSupernet, TopologySupernet
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ from _helpers import synthetic_table
 from scipy.stats import spearmanr
 
 from hnanas.cli import main
-from hnanas.genotype import sample_genotype
 from hnanas.latency import machine, table as latency_table, transfer
 from hnanas.latency.table import LatencyTable, default_table_path
-from hnanas.space import load_space
+from hnanas.nas.genotype import sample_genotype
+from hnanas.nas.space import load_space
 
 # the other machine: each kind of entry a different multiple of the base table's cost
 TRUE_SCALE = {"op:res3": 3.1, "op:repconv": 2.2, "op:mb3e2": 4.0, "reorder": 1.4, "concat": 2.5, "resample": 1.2,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hnanas import shipped
 from hnanas.latency import table as latency_table
-from hnanas.space import load_space
+from hnanas.nas.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 

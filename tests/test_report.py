@@ -13,11 +13,11 @@ import pytest
 from _helpers import synthetic_table
 from hnanas.cli import main
 from hnanas.errors import HnanasError
+from hnanas.nas.space import load_space
 from hnanas.report.architecture import HEAD, architecture_layout, architecture_of_run
 from hnanas.report.build import write_report
 from hnanas.report.data import ParetoPoint, pareto_front, pareto_points, run_latencies, runs_table
 from hnanas.report.runs import expand_run_paths, find_runs, load_run
-from hnanas.space import load_space
 from report_fixtures import make_runs, small_genotype
 
 

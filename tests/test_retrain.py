@@ -13,7 +13,7 @@ import torch
 from hnanas.cli import main
 from hnanas.data.augment import pad_to_multiple
 from hnanas.data.loading import decode_image
-from hnanas.models import Normalized
+from hnanas.nas.models import Normalized
 from hnanas.runs import load_checkpoint
 from hnanas.runtime import run_onnx
 from hnanas.train.sources import model_from_checkpoint

@@ -11,12 +11,12 @@ import torch
 
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import write_json, write_yaml
-from hnanas.genotype import genotype_from_dict, make_genotype, named_genotypes
 from hnanas.latency import table as latency_table
 from hnanas.latency.entries import space_entries
 from hnanas.latency.table import FORMAT, LatencyTable
-from hnanas.models import build_model, nested_spec
-from hnanas.space import load_space
+from hnanas.nas.genotype import genotype_from_dict, make_genotype, named_genotypes
+from hnanas.nas.models import build_model, nested_spec
+from hnanas.nas.space import load_space
 from hnanas.train import deploy
 from hnanas.train.deploy import (deploy_network, export_checked, find_table, measure_latency, onnx_metadata,
                                  reparameterize_checked)
@@ -154,7 +154,7 @@ class ToyDeepSupervision(torch.nn.Module):
 
 
 def test_retrain_of_a_baseline_with_deep_supervision(workspace, tmp_path):
-    from hnanas.models import _BUILDERS, register_model
+    from hnanas.nas.model_kinds import _BUILDERS, register_model
     from hnanas.train.retrain import start_retrain
 
     if "toy_ds" not in _BUILDERS:

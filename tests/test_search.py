@@ -16,16 +16,15 @@ import pytest
 import torch
 
 from _helpers import synthetic_table
-from hnanas.config import override
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.errors import HnanasError
-from hnanas.genotype import load_genotype
-from hnanas.network import derive
+from hnanas.nas.genotype import load_genotype
+from hnanas.nas.network import derive
+from hnanas.nas.space import load_space
 from hnanas.runtime import export_onnx, make_session, time_session
 from hnanas.search.config import preset_config, resolve_config
 from hnanas.search.objective import search_loss
 from hnanas.search.run import run_search
-from hnanas.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,8 +181,8 @@ def test_empty_dataset_is_a_clear_error(assets, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(assets, tmp_path, monkeypatch):
-    import hnanas.search.context as search_context
     from hnanas.losses import build_loss
+    import hnanas.search.context as search_context
 
     calls = {"n": 0}
     real = build_loss("softiou")

@@ -8,11 +8,11 @@ import random
 import pytest
 
 from hnanas.errors import HnanasError
-from hnanas.genotype import make_genotype, named_genotypes, sample_genotype
 from hnanas.latency.matched import draw_genotype, latency_range, latency_only_ops, sample_at_latency
 from hnanas.latency.table import LatencyTable, default_table_path
+from hnanas.nas.genotype import make_genotype, named_genotypes, sample_genotype
+from hnanas.nas.space import load_space
 from hnanas.report.stats import bootstrap_gap, percentile_among, pooled_std, rank_agreement, versus_random
-from hnanas.space import load_space
 
 
 @pytest.fixture(scope="module", params=["rep_nested", "hna_nested"])

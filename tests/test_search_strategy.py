@@ -11,12 +11,13 @@ from _helpers import synthetic_table
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.errors import ConfigError
 from hnanas.fileio import read_yaml
-from hnanas.genotype import named_genotypes
 from hnanas.latency.table import LatencyTable
+from hnanas.nas.genotype import named_genotypes
+from hnanas.nas.space import load_space
 from hnanas.search.config import HalvingConfig, resolve_config
 from hnanas.search.run import run_search
-from hnanas.search.strategy import Strategy, _STRATEGIES, get_strategy, register_strategy, strategy_names
-from hnanas.space import load_space
+from hnanas.search.strategies import get_strategy, strategy_names
+from hnanas.search.strategy import _STRATEGIES, Strategy, register_strategy
 from hnanas.train.sources import read_search_run
 
 

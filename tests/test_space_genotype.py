@@ -11,13 +11,13 @@ import torch
 
 from hnanas.errors import ConfigError
 from hnanas.fileio import read_yaml, write_yaml
-from hnanas.genotype import (genotype_from_dict, load_genotype, make_genotype, named_genotypes, prune,
+from hnanas.nas.genotype import (genotype_from_dict, load_genotype, make_genotype, named_genotypes, prune,
                              sample_genotype)
-from hnanas.models import build_model, nested_spec
-from hnanas.network import derive, node_shapes
+from hnanas.nas.models import build_model, nested_spec
+from hnanas.nas.network import derive, node_shapes
+from hnanas.nas.space import SPACES_DIR, load_space, space_from_dict
 from hnanas.ops import has_batchnorm, reparameterize_model
 from hnanas.runtime import export_onnx, run_onnx
-from hnanas.space import SPACES_DIR, load_space, space_from_dict
 
 HNA_OPS = ["res3", "res5", "res7", "group2", "group4", "group8", "spa3", "spa5", "spa7", "mb3e2", "mb3e4", "mb5e6"]
 

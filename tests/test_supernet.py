@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hnanas.genotype import make_genotype, named_genotypes
-from hnanas.space import load_space
-from hnanas.supernet import OpSupernet, TopologySupernet, edge_gates
+from hnanas.nas.genotype import make_genotype, named_genotypes
+from hnanas.nas.space import load_space
+from hnanas.search.supernet import OpSupernet, TopologySupernet, edge_gates
 
 
 @pytest.fixture(scope="module")

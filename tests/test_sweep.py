@@ -21,9 +21,9 @@ from hnanas.cli import build_parser
 from hnanas.cli.sweep import config_from_args
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.errors import HnanasError
-from hnanas.report import study as st
-from hnanas.report import sweep as sw
-from hnanas.space import load_space
+from hnanas.nas.space import load_space
+from hnanas.sweep import study as st
+from hnanas.sweep import run as sw
 from retrain_fixtures import hnanas_process
 
 TINY = ["--space", "tiny", "--crop", "32", "--batch-size", "8", "--epochs", "2", "--retrain-epochs", "2",

@@ -31,8 +31,8 @@ from optuna.trial import TrialState
 
 from _helpers import synthetic_table
 from hnanas.data.synthetic import SynthParams, write_synthetic
+from hnanas.nas.space import load_space
 from hnanas.runs import load_checkpoint
-from hnanas.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
 URL = os.environ.get("HNANAS_TEST_POSTGRES", "")

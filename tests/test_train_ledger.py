@@ -8,9 +8,9 @@ import pytest
 from hnanas.envinfo import cpu_model
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, write_json, write_text
-from hnanas.genotype import make_genotype
-from hnanas.models import nested_spec
-from hnanas.space import load_space
+from hnanas.nas.genotype import make_genotype
+from hnanas.nas.models import nested_spec
+from hnanas.nas.space import load_space
 from hnanas.train.export import time_networks
 from hnanas.train.ledger import Ledger
 

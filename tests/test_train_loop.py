@@ -12,10 +12,10 @@ import torch.nn as nn
 from hnanas.data import collate_eval
 from hnanas.data.augment import pad_to_multiple
 from hnanas.errors import ConfigError, HnanasError
-from hnanas.genotype import named_genotypes
 from hnanas.losses import build_loss
-from hnanas.network import derive
-from hnanas.space import load_space
+from hnanas.nas.genotype import named_genotypes
+from hnanas.nas.network import derive
+from hnanas.nas.space import load_space
 from hnanas.train.loaders import EpochSampler
 from hnanas.train.loop import evaluate, predict, train_epoch
 from hnanas.train.optim import build_optimizer, build_scheduler, resolve_device

@@ -1,4 +1,4 @@
-"""Baseline networks, trained and measured through the same path as searched ones (registered in hnanas.models).
+"""Baseline networks, trained and measured through the same path as searched ones (registered in hnanas.nas.models).
 
 Importing the package registers the kinds ``dnanet`` (:mod:`hnanas.baselines.dnanet`) and ``repisd``
 (:mod:`hnanas.baselines.repisd`) and their named specs (``dnanet``, ``dnanet_8_128``, ``repisd``).

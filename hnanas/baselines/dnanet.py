@@ -32,7 +32,7 @@ from torch import nn
 from hnanas.baselines.layers import check_input_size, resize_bilinear
 from hnanas.baselines.res_cbam import res_cbam_stage
 from hnanas.baselines.spec_options import flag, positive_ints, spec_options
-from hnanas.models import register_model
+from hnanas.nas.model_kinds import register_model
 
 KIND = "dnanet"
 LEVELS = 5

@@ -2,7 +2,7 @@
 and conv-BN-ReLU built from :class:`hnanas.ops.ConvBN` (so ``reparameterize_model`` folds it).
 
 Both DNANet and RepISD-Net resize with ``mode="bilinear", align_corners=True`` (upsampling and DNANet's ×0.5
-downsampling alike), unlike :func:`hnanas.network.resample` (``align_corners=False``) used by the searched
+downsampling alike), unlike :func:`hnanas.nas.network.resample` (``align_corners=False``) used by the searched
 networks; the baselines keep their authors' convention so that they are the published networks.
 """
 

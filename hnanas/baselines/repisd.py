@@ -40,7 +40,7 @@ from torch import nn
 from hnanas.baselines.layers import ConvBNReLU, check_input_size, resize_bilinear
 from hnanas.baselines.pyramid_pooling import PyramidPooling
 from hnanas.baselines.spec_options import fraction, positive_ints, spec_options
-from hnanas.models import register_model
+from hnanas.nas.model_kinds import register_model
 from hnanas.ops import build_op
 
 KIND = "repisd"

@@ -1,7 +1,7 @@
 """Reading a baseline's options from its model spec: defaults, strict keys, typed values.
 
 A baseline spec is ``{"kind": KIND, <options>..., "input_norm": [mean, std]?}``. ``kind`` and ``input_norm``
-belong to :mod:`hnanas.models`; every other key must be one of the baseline's options, so a typo
+belong to :mod:`hnanas.nas.models`; every other key must be one of the baseline's options, so a typo
 (``"width"`` for ``"widths"``) is an error naming the known keys instead of a silently ignored setting.
 """
 
@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from hnanas.errors import ConfigError
 
-#: Keys every spec may carry, handled by ``hnanas.models.build_model``.
+#: Keys every spec may carry, handled by ``hnanas.nas.models.build_model``.
 COMMON_KEYS = ("kind", "input_norm")
 
 

@@ -61,8 +61,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from hnanas.latency.profiler import ProfileSettings
     from hnanas.latency.table import LatencyTable, profile_table_path
+    from hnanas.nas.space import load_space
     from hnanas.runtime import get_device
-    from hnanas.space import load_space
 
     if args.action == "validate":
         from hnanas.latency.validate import format_report, validate_table

@@ -1,4 +1,4 @@
-"""``hnanas sweep``: parse arguments into a :class:`hnanas.report.sweep.SweepConfig`, call ``run_sweep``."""
+"""``hnanas sweep``: parse arguments into a :class:`hnanas.sweep.run.SweepConfig`, call ``run_sweep``."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace):
     from hnanas.cli.search import config_from_args as search_config
-    from hnanas.report.sweep import SweepConfig
+    from hnanas.sweep.run import SweepConfig
 
     if args.latency_weights is not None and args.latency_weight is not None:
         raise HnanasError("sweep: --latency-weights sweeps lambda; drop --latency-weight")
@@ -106,7 +106,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from hnanas.report.sweep import run_sweep
+    from hnanas.sweep.run import run_sweep
 
     result = run_sweep(config_from_args(args), args.trials, report=not args.no_report)
     print(result.summary())

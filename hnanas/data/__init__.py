@@ -13,9 +13,8 @@ Typical use::
 from hnanas.data.augment import crop_to_size, pad_to_multiple, padded_size, random_crop, random_flip_transpose
 from hnanas.data.bundle import DataBundle, DataConfig, build_data
 from hnanas.data.check import CheckReport, check_dataset, format_report
-from hnanas.data.index import (KNOWN_DATASETS, DatasetIndex, SamplePaths, Split, known_dataset, open_dataset,
-                               resolve_data_root)
-from hnanas.data.layouts import index_folder
+from hnanas.data.index import KNOWN_DATASETS, DatasetIndex, SamplePaths, Split, known_dataset
+from hnanas.data.layouts import index_folder, open_dataset, resolve_data_root
 from hnanas.data.loading import (MISMATCH_POLICIES, MismatchPolicy, SizeMismatch, load_image, load_mask,
                                  mask_to_bool, usable_ids)
 from hnanas.data.normalization import NormStats, compute_norm_stats, norm_stats

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from hnanas.data.index import DatasetIndex, Split, open_dataset
+from hnanas.data.index import DatasetIndex, Split
+from hnanas.data.layouts import open_dataset
 from hnanas.data.normalization import NormStats, norm_stats
 from hnanas.data.splits import split_train_val
 from hnanas.errors import DataError

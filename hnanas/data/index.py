@@ -1,6 +1,6 @@
 """The dataset index: which samples a dataset has, where their files are, and its train/test splits.
 
-``open_dataset(name_or_path, data_root)`` resolves ``--dataset NAME|PATH`` to a :class:`DatasetIndex`. The index
+:func:`hnanas.data.layouts.open_dataset` resolves ``--dataset NAME|PATH`` to a :class:`DatasetIndex`. The index
 holds paths, never pixels; reading them is :mod:`hnanas.data.loading`'s job. An id listed in a split but absent on
 disk still gets an entry (its expected image path), so ``data check`` can report it and loading can fail with
 a message that names the file instead of a ``KeyError``.
@@ -9,7 +9,6 @@ a message that names the file instead of a ``KeyError``.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,11 +110,6 @@ class DatasetIndex:
             raise DataError(f"{self.root}: no sample {sample_id!r}") from None
 
 
-def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
-    """``--data-root``, else ``$HNANAS_DATA``, else ``./data``."""
-    return Path(data_root or os.environ.get("HNANAS_DATA") or DEFAULT_DATA_ROOT)
-
-
 def choose_default_split(splits: Mapping[str, Split], known: KnownDataset | None) -> str:
     """The official default of a known dataset when present, else the first of ``DEFAULT_SPLIT_PREFERENCE``,
     else the alphabetically first split."""
@@ -127,38 +121,3 @@ def choose_default_split(splits: Mapping[str, Split], known: KnownDataset | None
         if name in splits:
             return name
     return sorted(splits)[0]
-
-
-def open_dataset(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None = None) -> DatasetIndex:
-    """Resolve ``--dataset NAME|PATH`` and index it.
-
-    A known NAME (NUAA-SIRST, NUDT-SIRST, IRSTD-1k, SIRST-v2, synthetic) is looked up under the data root by
-    any of its usual folder names; ``synthetic`` is generated there on first use. Anything else must be a
-    folder in one of the supported layouts (see :mod:`hnanas.data.layouts`).
-    """
-    from hnanas.data.layouts import index_folder
-
-    text = os.fspath(name_or_path)
-    known = known_dataset(text)
-    looks_like_path = os.sep in text or "/" in text or text.startswith(".")
-    if known is not None and not looks_like_path:
-        root_dir = resolve_data_root(data_root)
-        for folder in known.folders:
-            candidate = root_dir / folder
-            if candidate.is_dir():
-                return index_folder(candidate, name=known.name)
-        if known.name == "synthetic":
-            from hnanas.data.synthetic import ensure_synthetic
-
-            return index_folder(ensure_synthetic(root_dir / "synthetic"), name="synthetic")
-        raise DataError(f"dataset {known.name} not found under data root {root_dir.resolve()} (looked for "
-                        f"{', '.join(known.folders)}); download it from {known.source} and unpack it there, "
-                        f"or pass --data-root DIR or --dataset PATH")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        folder_known = known_dataset(path.resolve().name)
-        return index_folder(path, name=folder_known.name if folder_known else path.resolve().name)
-    if path.exists():
-        raise DataError(f"{path}: --dataset must be a folder (or a name: {', '.join(KNOWN_DATASETS)})")
-    raise DataError(f"dataset {text!r} not found: not a known name ({', '.join(KNOWN_DATASETS)}) "
-                    f"and no folder at {path}")

@@ -9,6 +9,9 @@
 | ``irstd1k`` | ``IRSTD1k_Img/<id>.png`` | ``IRSTD1k_Label/<id>.png`` | ``trainval.txt``/``test.txt`` |
 | ``sirst-v2`` | ``images/targets/``, ``images/backgrounds/`` | ``annotations/masks/<id>_pixels0.png`` | ``splits/trainval_full.txt`` ... |
 
+:func:`open_dataset` resolves ``--dataset NAME|PATH`` (a known name under the data root, or a folder) and
+indexes it with :func:`index_folder`.
+
 Images may be PNG, BMP, JPEG or TIFF; masks may carry the ``_pixels0`` suffix in any layout. A SIRST v2
 background image without a mask file is a target-free sample (mask ``None``). Split lists are found by
 :func:`hnanas.data.splits.collect_splits`.
@@ -17,11 +20,14 @@ background image without a mask file is a target-free sample (mask ``None``). Sp
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hnanas.data.index import DatasetIndex, SamplePaths, choose_default_split, known_dataset
+from hnanas.data.index import (DEFAULT_DATA_ROOT, KNOWN_DATASETS, DatasetIndex, SamplePaths, choose_default_split,
+                               known_dataset)
 from hnanas.data.splits import collect_splits
+from hnanas.data.synthetic import ensure_synthetic
 from hnanas.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -129,3 +135,39 @@ def index_folder(root: str | Path, name: str | None = None) -> DatasetIndex:
     return DatasetIndex(name=known.name if known else folder_name, root=root, layout=layout, items=items,
                         splits=dict(collector.splits), default_split=default, unmatched_masks=unmatched,
                         list_issues=tuple(collector.issues))
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """``--data-root``, else ``$HNANAS_DATA``, else ``./data``."""
+    return Path(data_root or os.environ.get("HNANAS_DATA") or DEFAULT_DATA_ROOT)
+
+
+def open_dataset(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None = None) -> DatasetIndex:
+    """Resolve ``--dataset NAME|PATH`` and index it.
+
+    A known NAME (NUAA-SIRST, NUDT-SIRST, IRSTD-1k, SIRST-v2, synthetic) is looked up under the data root by
+    any of its usual folder names; ``synthetic`` is generated there on first use. Anything else must be a
+    folder in one of the supported layouts (see :mod:`hnanas.data.layouts`).
+    """
+    text = os.fspath(name_or_path)
+    known = known_dataset(text)
+    looks_like_path = os.sep in text or "/" in text or text.startswith(".")
+    if known is not None and not looks_like_path:
+        root_dir = resolve_data_root(data_root)
+        for folder in known.folders:
+            candidate = root_dir / folder
+            if candidate.is_dir():
+                return index_folder(candidate, name=known.name)
+        if known.name == "synthetic":
+            return index_folder(ensure_synthetic(root_dir / "synthetic"), name="synthetic")
+        raise DataError(f"dataset {known.name} not found under data root {root_dir.resolve()} (looked for "
+                        f"{', '.join(known.folders)}); download it from {known.source} and unpack it there, "
+                        f"or pass --data-root DIR or --dataset PATH")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        folder_known = known_dataset(path.resolve().name)
+        return index_folder(path, name=folder_known.name if folder_known else path.resolve().name)
+    if path.exists():
+        raise DataError(f"{path}: --dataset must be a folder (or a name: {', '.join(KNOWN_DATASETS)})")
+    raise DataError(f"dataset {text!r} not found: not a known name ({', '.join(KNOWN_DATASETS)}) "
+                    f"and no folder at {path}")

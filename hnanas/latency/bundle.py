@@ -29,16 +29,16 @@ import pandas as pd
 
 from hnanas.errors import HnanasError
 from hnanas.fileio import atomic_path, read_json
-from hnanas.genotype import named_genotypes, sample_genotype
 from hnanas.latency import runner
+from hnanas.latency.correction import error_stats, fit_correction, loo_corrected
 from hnanas.latency.e2e import boundary_shapes, entry_times
 from hnanas.latency.entries import CONTEXT_IN, KEY_COLUMNS, ContextModel, Entry, context_model, space_entries
-from hnanas.latency.profiler import ProfileSettings, calibration_networks, export_network, provenance
+from hnanas.latency.profiler import ProfileSettings, calibration_networks, export_network
 from hnanas.latency.table import FORMAT, LatencyTable
-from hnanas.latency.validate import error_stats, fit_correction, loo_corrected
+from hnanas.nas.genotype import sample_genotype
+from hnanas.nas.space import SearchSpace
 from hnanas.progress import progress
 from hnanas.runtime import export_onnx
-from hnanas.space import SearchSpace
 
 BUNDLE_FORMAT = "hnanas-profile-bundle/1"
 

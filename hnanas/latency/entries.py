@@ -30,9 +30,9 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from hnanas.network import resample
+from hnanas.nas.network import resample
+from hnanas.nas.space import SearchSpace
 from hnanas.ops import build_op, op_info
-from hnanas.space import SearchSpace
 
 KINDS = ("op", "resample", "concat", "head", "reorder")
 LAYOUT_COLUMNS = ["in_layout", "out_layout"]

@@ -25,11 +25,11 @@ from itertools import combinations
 
 import torch
 
-from hnanas.genotype import Genotype
 from hnanas.latency.entries import concat_entry, head_entry, op_entry, resample_entry
 from hnanas.latency.table import LatencyTable
-from hnanas.network import node_in_channels
-from hnanas.space import INPUT, SearchSpace
+from hnanas.nas.genotype import Genotype
+from hnanas.nas.network import node_in_channels
+from hnanas.nas.space import INPUT, SearchSpace
 
 LAYOUTS = ("nchw", "nchwc")
 

@@ -5,7 +5,7 @@ ICLR 2020; ``../shared/reference/search-eval.md``): :func:`sample_at_latency` dr
 the same table predicts it, lies within ``tol`` (relative) of a target.
 
 Rejection sampling from a broad prior, so that every latency band of the space is reachable, not only the middle
-one that :func:`hnanas.genotype.sample_genotype`'s fixed keep-probability of 1/2 and uniform ops concentrate on.
+one that :func:`hnanas.nas.genotype.sample_genotype`'s fixed keep-probability of 1/2 and uniform ops concentrate on.
 Each draw first picks its own density and op palette, then a genotype from them:
 
 - a keep-probability ``q ~ U(0.05, 0.95)`` for every candidate edge (at least one input per node, as
@@ -24,9 +24,9 @@ import random
 from dataclasses import dataclass
 
 from hnanas.errors import HnanasError
-from hnanas.genotype import Genotype, make_genotype
 from hnanas.latency.table import LatencyTable
-from hnanas.space import SearchSpace
+from hnanas.nas.genotype import Genotype, make_genotype
+from hnanas.nas.space import SearchSpace
 
 PRIOR = "keep-probability ~ U(0.05, 0.95) per draw; ops uniform within a random subset of the space's ops per draw"
 

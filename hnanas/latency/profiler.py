@@ -19,17 +19,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pandas as pd
+import torch
 
+from hnanas.envinfo import environment
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, sha256_bytes, stable_hash, write_json, write_text
+from hnanas.latency.correction import fit_correction
+from hnanas.latency.e2e import entry_times, identity_entries
 from hnanas.latency.entries import (CONTEXT_VERSION, KEY_COLUMNS, Entry, context_model, layout_variants, reorder_entry,
                                     space_entries)
-from hnanas.latency.e2e import entry_times, identity_entries
 from hnanas.latency.runner import profile_entry, time_model
+from hnanas.latency.table import FORMAT, LatencyTable
+from hnanas.nas.genotype import make_genotype, named_genotypes, prune, sample_genotype
+from hnanas.nas.network import derive
+from hnanas.nas.space import SearchSpace
 from hnanas.progress import progress
-from hnanas.runtime import _provider_list, check_device, export_onnx, get_device
-from hnanas.space import SearchSpace
+from hnanas.runtime import (OPSET, _provider_list, check_device, export_onnx, get_device, make_session, session_settings,
+                            time_session, tiny_conv_model)
 
 log = logging.getLogger(__name__)
 VALUE_COLUMNS = ["median_ms", "p10_ms", "p90_ms", "n"]
@@ -192,8 +201,6 @@ def measure_networks(models: dict, device: str, threads: int, *, rounds: int = 3
     """End-to-end latency of whole networks, measured like table entries: ``rounds`` rounds over all networks
     (one fresh session each), so a busy spell of the shared machine hits each network in one round at most; a
     network's latency is its lowest session median."""
-    from hnanas.runtime import make_session, time_session
-
     best: dict = {name: float("inf") for name in models}
     with progress(total=rounds * len(models), desc=desc, unit="session") as bar:
         for _ in range(rounds):
@@ -211,22 +218,12 @@ def measure_network(model_bytes: bytes, device: str, threads: int, rounds: int =
 
 def export_network(space: SearchSpace, genotype) -> bytes:
     """The deploy-form ONNX model of a derived network at the deployment size, exported as users deploy it."""
-    import torch
-
-    from hnanas.network import derive
-
     net = derive(space, genotype, deploy=True).eval()
     return export_onnx(net, torch.randn(1, space.input_channels, *space.deploy_size), dynamo=True)
 
 
 def provenance(space: SearchSpace, settings: ProfileSettings) -> dict:
     """Everything a table says about how and where it was measured."""
-    import onnx
-    import onnxruntime as ort
-
-    from hnanas.envinfo import environment
-    from hnanas.runtime import OPSET, make_session, session_settings, tiny_conv_model
-
     env = environment()
     sess = make_session(tiny_conv_model(), settings.device, threads=settings.threads, fp16=settings.fp16)
     return {
@@ -245,8 +242,6 @@ def calibration_networks(space: SearchSpace, n_random: int = 6) -> dict:
     """Networks that calibrate a table: the space's named reference networks, the smallest network the space
     allows (the output fed straight from the stem), and ``n_random`` random ones (seeded apart from the
     validation networks), so calibration spans the space's range of sizes."""
-    from hnanas.genotype import make_genotype, named_genotypes, prune, sample_genotype
-
     nets = dict(named_genotypes(space))
     inputs = {n.id: (n.candidates[-1],) for n in space.nodes}  # the last candidate: column 0 of the level
     try:
@@ -254,17 +249,21 @@ def calibration_networks(space: SearchSpace, n_random: int = 6) -> dict:
     except Exception:  # noqa: BLE001 - a space without such a path simply has no "smallest" reference
         pass
     for k in range(n_random):
-        g = sample_genotype(space, 100_000 + k)
+        g = sample_genotype(space, calibration_seed(k))
         nets[g.name] = g
     return nets
+
+
+def calibration_seed(k: int) -> int:
+    """The seed of the ``k``-th random calibration network: 100 000 + k, apart from the networks ``profile
+    validate`` draws (:func:`hnanas.latency.validate.validation_seed`, below 100 000 for seeds under 100)."""
+    return 100_000 + k
 
 
 def calibrate(table, space: SearchSpace, graphs: dict, measured: dict) -> dict:
     """Fit ``measured = factor * sum(entries) + overhead`` on the calibration networks ``graphs`` (name ->
     genotype, :func:`calibration_networks`; ``measured``: name -> end-to-end ms), by least squares on relative
     error, and store both in the table's sidecar; returns the per-network data."""
-    from hnanas.latency.validate import fit_correction
-
     nets = {name: {"measured_ms": measured[name], "entries_ms": table.entries_sum(g, space)}
             for name, g in graphs.items()}
     pred = np.array([v["entries_ms"] for v in nets.values()])
@@ -281,8 +280,6 @@ def profile_space(space: SearchSpace, out: Path, settings: ProfileSettings, *, f
     The calibration networks are timed once before the entries and twice after, each keeping its fastest
     session, like the entries: timed only in the minute after the profile, a slow spell of the shared machine
     (up to +34 % seen) skews the factor of the whole table."""
-    from hnanas.latency.table import FORMAT, LatencyTable
-
     t0 = time.monotonic()
     graphs = calibration_networks(space)
     models = {name: export_network(space, g) for name, g in graphs.items()}

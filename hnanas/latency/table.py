@@ -17,13 +17,13 @@ import pandas as pd
 
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_json, write_json, write_text
-from hnanas.genotype import Genotype
 from hnanas.latency import machine
 from hnanas.latency.entries import (KEY_COLUMNS, Entry, concat_entry, head_entry, nchw_variant, op_entry,
                                     reorder_entry, resample_entry)
-from hnanas.network import node_in_channels
+from hnanas.nas.genotype import Genotype
+from hnanas.nas.network import node_in_channels
+from hnanas.nas.space import SearchSpace
 from hnanas.shipped import in_checkout, shipped_dir, user_tables_dir
-from hnanas.space import SearchSpace
 
 log = logging.getLogger(__name__)
 FORMAT = "hnanas-latency-table/1"

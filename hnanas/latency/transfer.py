@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import lsq_linear
 
-from hnanas.genotype import Genotype, make_genotype
 from hnanas.latency.matched import draw_genotype
 from hnanas.latency.table import LatencyTable
-from hnanas.space import SearchSpace
+from hnanas.nas.genotype import Genotype, make_genotype
+from hnanas.nas.space import SearchSpace
 
 RIDGE_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 
@@ -196,7 +196,7 @@ def measure_references(space: SearchSpace, settings: TransferSettings):
     import torch
 
     from hnanas.latency.profiler import measure_networks
-    from hnanas.network import derive
+    from hnanas.nas.network import derive
     from hnanas.progress import progress
     from hnanas.runtime import export_onnx
 

@@ -12,39 +12,21 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from scipy.stats import spearmanr
 
-from hnanas.genotype import sample_genotype
+from hnanas.latency.correction import error_stats, fit_correction, loo_corrected
 from hnanas.latency.profiler import export_network, measure_networks
 from hnanas.latency.table import LatencyTable
+from hnanas.nas.genotype import sample_genotype
+from hnanas.nas.space import SearchSpace
 from hnanas.runtime import check_device
-from hnanas.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
 
-def fit_correction(pred: np.ndarray, meas: np.ndarray) -> tuple[float, float]:
-    """Least squares on relative error: minimise sum(((a p + b) / m - 1)^2)."""
-    A = np.stack([pred / meas, 1.0 / meas], axis=1)
-    (a, b), *_ = np.linalg.lstsq(A, np.ones_like(meas), rcond=None)
-    return float(a), float(b)
-
-
-def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict:
-    """Errors of predictions ``pred`` against measurements ``meas``; MAPE, max and bias in percent."""
-    rel = pred / meas - 1.0
-    return {"mape": float(np.mean(np.abs(rel)) * 100), "max_abs_pct_err": float(np.max(np.abs(rel)) * 100),
-            "bias": float(np.mean(rel) * 100), "spearman": float(spearmanr(pred, meas)[0])}
-
-
-def loo_corrected(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
-    """Each network's prediction corrected by a fit on all the other networks."""
-    out = np.empty_like(pred)
-    for i in range(len(pred)):
-        mask = np.arange(len(pred)) != i
-        a, b = fit_correction(pred[mask], meas[mask])
-        out[i] = a * pred[i] + b
-    return out
+def validation_seed(seed: int, k: int) -> int:
+    """The genotype seed of the ``k``-th network of validation run ``seed``: seed * 1000 + k (runs of different
+    seeds draw different networks while k < 1000)."""
+    return seed * 1000 + k
 
 
 def validate_table(table: LatencyTable, space: SearchSpace, n: int = 20, seed: int = 0,
@@ -53,7 +35,7 @@ def validate_table(table: LatencyTable, space: SearchSpace, n: int = 20, seed: i
     ``table.meta`` (the caller saves the table). Returns the JSON report."""
     device, threads = table.meta["device"], int(table.meta["threads"])
     check_device(device)
-    graphs = [sample_genotype(space, seed * 1000 + k) for k in range(n)]
+    graphs = [sample_genotype(space, validation_seed(seed, k)) for k in range(n)]
     measured = measure_networks({g.name: export_network(space, g) for g in graphs}, device, threads, desc="validate")
     nets = [{"genotype": g.name, "predicted_ms": table.predict(g, space).raw_ms, "measured_ms": measured[g.name]}
             for g in graphs]

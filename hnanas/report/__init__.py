@@ -1,4 +1,4 @@
-"""Reports and sweeps: Pareto data (computed) and figures (drawn), run tables, Optuna sweeps.
+"""Reports: Pareto data (computed) and figures (drawn), run tables. A report only reads run folders.
 
 - :mod:`hnanas.report.runs`: finding and reading run folders (``find_runs``, ``RunRecord``)
 - :mod:`hnanas.report.data`: ``run_latencies``, ``pareto_points``, ``pareto_front``, ``runs_table``
@@ -6,6 +6,6 @@
 - :mod:`hnanas.report.figures`: drawing (matplotlib, Agg, imported lazily)
 - :mod:`hnanas.report.markdown`: table and summary text
 - :mod:`hnanas.report.build`: ``write_report`` (``hnanas report``)
-- :mod:`hnanas.report.sweep`: ``run_sweep`` (``hnanas sweep``), with :mod:`hnanas.report.study` (Optuna storage,
-  claims of sweep points, liveness of workers)
+
+Sweeps (which run searches and retrains, then report on them) are :mod:`hnanas.sweep`.
 """

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from hnanas.errors import HnanasError
-from hnanas.genotype import Genotype, genotype_from_dict
+from hnanas.nas.genotype import Genotype, genotype_from_dict
+from hnanas.nas.space import INPUT, SearchSpace
 from hnanas.report.runs import RunRecord
-from hnanas.space import INPUT, SearchSpace
 
 log = logging.getLogger(__name__)
 HEAD = "head"  # the name of the 1x1 head as an edge's destination
@@ -101,7 +101,7 @@ def architecture_layout(space: SearchSpace, genotype: Genotype, breakdown: Mappi
 
 
 def _space_and_genotype(run: RunRecord) -> tuple[SearchSpace, Genotype] | None:
-    from hnanas.space import load_space
+    from hnanas.nas.space import load_space
     from hnanas.train.sources import read_search_run, spec_space_genotype
 
     if run.model_spec is not None:

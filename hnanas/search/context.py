@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader, Subset
 from hnanas.data.bundle import build_data
 from hnanas.errors import HnanasError
 from hnanas.latency.table import LatencyTable, default_table_path
+from hnanas.nas.space import SearchSpace, load_space
 from hnanas.runs import RunDir
 from hnanas.search import distributed as dd
 from hnanas.search.config import SearchConfig
-from hnanas.space import SearchSpace, load_space
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.optim import build_train_loss, resolve_device
 

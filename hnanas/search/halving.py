@@ -34,9 +34,9 @@ import torch
 from torch.utils.data import Subset
 
 from hnanas.errors import ConfigError
-from hnanas.genotype import Genotype, make_genotype, sample_genotype
 from hnanas.latency.matched import sample_at_latency
-from hnanas.models import build_model, nested_spec
+from hnanas.nas.genotype import Genotype, make_genotype, sample_genotype
+from hnanas.nas.models import build_model, nested_spec
 from hnanas.progress import progress
 from hnanas.search.context import SearchContext
 from hnanas.search.objective import search_loss
@@ -61,6 +61,14 @@ def startup_seed(seed: int) -> int:
     return 1_000_003 + seed
 
 
+REFERENCE_NETS = 200  # random networks whose mean predicted latency is the default latency target
+
+
+def reference_seed(seed: int, k: int) -> int:
+    """The genotype seed of the ``k``-th reference network (default latency target) of search ``seed``."""
+    return seed * 1000 + k
+
+
 @register_strategy
 class Halving(Strategy):
     name = "halving"
@@ -77,8 +85,8 @@ class Halving(Strategy):
         self.val_loader = eval_loader(val)
         self.budget_ms = ctx.cfg.latency_budget_ms
         self.target_ms = ctx.cfg.target_latency_ms or statistics.fmean(
-            ctx.table.predict(sample_genotype(ctx.space, ctx.cfg.seed * 1000 + k), ctx.space).total_ms
-            for k in range(200))
+            ctx.table.predict(sample_genotype(ctx.space, reference_seed(ctx.cfg.seed, k)), ctx.space).total_ms
+            for k in range(REFERENCE_NETS))
         self.log = ctx.run.csv_log("trials.csv", FIELDS, step_field="trial")
         self.study: optuna.Study | None = None
 

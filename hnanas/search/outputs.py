@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from hnanas.genotype import Genotype
-from hnanas.network import derive
+from hnanas.nas.genotype import Genotype
+from hnanas.nas.network import derive
 from hnanas.ops import count_macs, count_params
 
 log = logging.getLogger("hnanas.search")

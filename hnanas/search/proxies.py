@@ -5,7 +5,7 @@
   :func:`synflow` (sum of weight x d(sum of outputs)/d(weight) with every weight made positive and an all-ones
   input, float64, no data). On dense prediction tasks they are unreliable (White et al.; ``search-eval.md``):
   measure them on this space before trusting them (``bench/rank_quality.py``).
-- Inherited weights of a one-shot supernet (:class:`hnanas.supernet.OneShotSupernet`): :func:`one_shot_forward`
+- Inherited weights of a one-shot supernet (:class:`hnanas.search.supernet.OneShotSupernet`): :func:`one_shot_forward`
   trains it on one randomly drawn sub-network per step; :func:`recalibrate_bn` re-estimates the batch-norm
   statistics of one sub-network on training batches before it is scored (shared statistics belong to no
   sub-network).
@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from hnanas.latency.matched import draw_genotype
 from hnanas.losses import output_loss
-from hnanas.space import SearchSpace
+from hnanas.nas.space import SearchSpace
 
 
 def _loss_and_grads(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: Callable) -> list:

@@ -21,7 +21,7 @@ from hnanas.search import distributed as dd
 from hnanas.search.config import SearchConfig
 from hnanas.search.context import SearchContext, load_table  # noqa: F401 (load_table: the benches' entry)
 from hnanas.search.outputs import finish_search
-from hnanas.search.strategy import get_strategy
+from hnanas.search.strategies import get_strategy
 from hnanas.train.optim import resolve_device
 
 log = logging.getLogger("hnanas.search")

@@ -18,7 +18,7 @@ from hnanas.search.config import SearchConfig, StageConfig
 from hnanas.search.distributed import Dist, average_gradients
 from hnanas.search.objective import search_loss
 from hnanas.search.optim import NodeAdam
-from hnanas.supernet import OpSupernet, TopologySupernet
+from hnanas.search.supernet import OpSupernet, TopologySupernet
 
 
 class Searcher:

@@ -8,7 +8,8 @@ with any of them. Built in: ``two-stage`` (the default; :mod:`hnanas.search.two_
 (:mod:`hnanas.search.halving`).
 
 To add one: subclass :class:`Strategy`, set ``name`` and ``summary``, implement :meth:`Strategy.run`, and
-decorate the class with :func:`register_strategy`.
+decorate the class with :func:`register_strategy`. :mod:`hnanas.search.strategies` imports the built-in ones and
+looks strategies up by name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hnanas.errors import ConfigError
-from hnanas.genotype import Genotype
+from hnanas.nas.genotype import Genotype
 
 _STRATEGIES: dict[str, type["Strategy"]] = {}
 
@@ -50,18 +51,6 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-def _load_builtin() -> None:
-    import hnanas.search.two_stage  # noqa: F401  (registers two-stage, the default, first)
-    import hnanas.search.halving  # noqa: F401,I001  (registers halving)
-
-
-def strategy_names() -> list[str]:
-    _load_builtin()
-    return list(_STRATEGIES)
-
-
-def get_strategy(name: str) -> type[Strategy]:
-    _load_builtin()
-    if name not in _STRATEGIES:
-        raise ConfigError(f"unknown search strategy {name!r}; choose one of: {', '.join(_STRATEGIES)}")
-    return _STRATEGIES[name]
+def registered() -> dict[str, type[Strategy]]:
+    """The strategies registered so far, by name, in registration order (a copy)."""
+    return dict(_STRATEGIES)

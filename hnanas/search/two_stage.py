@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader
 
 from hnanas.data.torch_data import TrainDataset
 from hnanas.fileio import write_json
-from hnanas.genotype import Genotype, genotype_from_dict, make_genotype
 from hnanas.latency.expected import EdgeLatencyModel, OpLatencyModel
+from hnanas.nas.genotype import Genotype, genotype_from_dict, make_genotype
 from hnanas.runs import restore_rng_state, rng_state
 from hnanas.search import distributed as dd
 from hnanas.search.config import stage_config
@@ -27,7 +27,7 @@ from hnanas.search.context import SearchContext, ShardSampler
 from hnanas.search.plots import draw_arch_probs, draw_search_curves
 from hnanas.search.searchers import EdgeSearcher, OpSearcher
 from hnanas.search.strategy import Strategy, register_strategy
-from hnanas.supernet import OpSupernet, TopologySupernet, edge_gates
+from hnanas.search.supernet import OpSupernet, TopologySupernet, edge_gates
 from hnanas.train.fastpath import FP32, TrainPath, choose_path, path_named
 from hnanas.train.loop import evaluate, train_epoch
 from hnanas.train.optim import build_optimizer, build_scheduler

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from hnanas.errors import HnanasError
-from hnanas.models import Normalized, main_output
+from hnanas.nas.models import Normalized, main_output
 from hnanas.ops import reparameterize_model
 from hnanas.runtime import DEVICES, check_device, export_onnx, get_device, make_session, session_settings, time_session
 from hnanas.train.sources import spec_space_genotype

@@ -20,7 +20,7 @@ import torch
 from hnanas.envinfo import cpu_model
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, write_json
-from hnanas.models import build_model
+from hnanas.nas.models import build_model
 from hnanas.runs import load_checkpoint
 from hnanas.train.deploy import (deploy_network, export_checked, measure_latency, onnx_metadata,
                                  reparameterize_checked)

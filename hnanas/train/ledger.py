@@ -22,8 +22,8 @@ from typing import Mapping, Sequence
 from hnanas.config import to_dict
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_yaml, write_bytes
-from hnanas.genotype import Genotype, load_genotype
-from hnanas.space import SearchSpace
+from hnanas.nas.genotype import Genotype, load_genotype
+from hnanas.nas.space import SearchSpace
 
 RETRAIN_FILES = ("metrics.json", "retrain_log.csv", "config.yaml")
 

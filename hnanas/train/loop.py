@@ -27,7 +27,7 @@ import torch
 
 from hnanas.errors import HnanasError
 from hnanas.metrics import IRSTMetrics
-from hnanas.models import main_output
+from hnanas.nas.models import main_output
 from hnanas.progress import progress
 from hnanas.train.fastpath import FP32, TrainPath, forward_loss
 from hnanas.train.optim import build_optimizer, build_scheduler, current_lr, set_seed  # noqa: F401 (re-exported)

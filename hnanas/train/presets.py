@@ -32,7 +32,7 @@ class ModelSource:
 
     genotype: str | None = None  # genotype file (genotype.json) or name (dnanet_res3, dense_res3, random:K)
     space: str | None = None  # search space of the genotype: name in search_spaces/ or a YAML file
-    baseline: str | None = None  # a named baseline (hnanas.models.named_models()) or a model-spec JSON file
+    baseline: str | None = None  # a named baseline (hnanas.nas.models.named_models()) or a model-spec JSON file
 
     def __post_init__(self) -> None:
         if (self.genotype is None) == (self.baseline is None):

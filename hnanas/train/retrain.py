@@ -28,7 +28,7 @@ from hnanas.data import build_data
 from hnanas.envinfo import environment
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_json, write_json
-from hnanas.models import build_model
+from hnanas.nas.models import build_model
 from hnanas.progress import progress
 from hnanas.runs import RunDir, restore_rng_state, rng_state
 from hnanas.train.fastpath import choose_path, path_named

@@ -1,5 +1,5 @@
 """Where a network to train or export comes from: a search run folder, a genotype and space, a named baseline,
-or a checkpoint — each resolved to a model spec (:mod:`hnanas.models`).
+or a checkpoint — each resolved to a model spec (:mod:`hnanas.nas.models`).
 
 A *search run folder* holds ``genotype.json`` and ``config.yaml``; its ``space`` entry (a space name or file, or
 the space mapping itself) and its ``data`` section give the retrain's defaults. Only the data keys that define
@@ -18,9 +18,9 @@ import torch
 
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_json, read_yaml, write_yaml
-from hnanas.genotype import Genotype, genotype_from_dict, load_genotype
-from hnanas.models import build_model, named_models, nested_spec
-from hnanas.space import SearchSpace, load_space, space_from_dict
+from hnanas.nas.genotype import Genotype, genotype_from_dict, load_genotype
+from hnanas.nas.models import build_model, named_models, nested_spec
+from hnanas.nas.space import SearchSpace, load_space, space_from_dict
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Checkpoints store the spec, so ``retrain``, ``evaluate`` and ``export`` rebuild a model from a checkpoint alone.
 Kinds: ``nested`` (a derived network of a search space: the spec embeds the whole space and the genotype, so a
 later edit of the space file cannot change an old checkpoint) and the baselines registered with
-:func:`register_model` (DNANet, a RepISD-Net-style ECB U-Net, ...).
+:func:`hnanas.nas.model_kinds.register_model` (DNANet, a RepISD-Net-style ECB U-Net, ...).
 
 A spec may carry ``input_norm: [mean, std]``: the model then normalises raw pixel values itself, so an exported
 ONNX model takes the image as stored and evaluation on another dataset uses the training statistics.
@@ -14,40 +14,21 @@ logits (the last is the main output); :func:`main_output` picks it.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from hnanas.errors import ConfigError
-
-ModelBuilder = Callable[[dict, bool], nn.Module]  # (spec, deploy) -> module
-_BUILDERS: dict[str, ModelBuilder] = {}
-_NAMED: dict[str, dict] = {}
-
-
-def register_model(kind: str, builder: ModelBuilder | None = None, *, named: dict[str, dict] | None = None):
-    """Register a builder for spec ``kind`` (usable as a decorator); ``named`` adds named specs (e.g.
-    ``{"dnanet": {"kind": "dnanet", "widths": [16, 32, 64, 128, 256]}}``) loadable by name."""
-    def add(fn: ModelBuilder) -> ModelBuilder:
-        if kind in _BUILDERS:
-            raise ConfigError(f"model kind {kind!r} is registered twice")
-        _BUILDERS[kind] = fn
-        for name, spec in (named or {}).items():
-            _NAMED[name] = {"kind": kind, **spec}
-        return fn
-
-    return add(builder) if builder is not None else add
-
-
-def _load_builtin() -> None:
-    import hnanas.baselines  # noqa: F401  (registers the baseline kinds)
+import hnanas.baselines  # noqa: F401  (registers the baseline kinds)
+from hnanas.nas.genotype import genotype_from_dict
+from hnanas.nas.model_kinds import builder_of, named_specs, register_model
+from hnanas.nas.network import derive
+from hnanas.nas.space import space_from_dict
 
 
 def named_models() -> dict[str, dict]:
     """Baseline specs loadable by name."""
-    _load_builtin()
-    return dict(_NAMED)
+    return named_specs()
 
 
 class Normalized(nn.Module):
@@ -70,27 +51,18 @@ def nested_spec(space, genotype, input_norm: tuple[float, float] | None = None) 
     return spec
 
 
+@register_model("nested")
 def _build_nested(spec: dict, deploy: bool) -> nn.Module:
-    from hnanas.genotype import genotype_from_dict
-    from hnanas.network import derive
-    from hnanas.space import space_from_dict
-
     space = space_from_dict(spec["space"], source="model spec")
     genotype = genotype_from_dict(spec["genotype"], space, source="model spec")
     return derive(space, genotype, deploy=deploy)
 
 
-_BUILDERS["nested"] = _build_nested
-
-
 def build_model(spec: dict, *, deploy: bool = False) -> nn.Module:
     """Build the network of ``spec`` (training form, or directly in deploy form), normalising its input when the
     spec has ``input_norm``."""
-    _load_builtin()
     kind = spec.get("kind") if isinstance(spec, dict) else None
-    if kind not in _BUILDERS:
-        raise ConfigError(f"model spec: unknown kind {kind!r} (known: {', '.join(sorted(_BUILDERS))})")
-    model = _BUILDERS[kind](spec, deploy)
+    model = builder_of(kind)(spec, deploy)
     norm = spec.get("input_norm")
     return Normalized(model, norm[0], norm[1]) if norm else model
 

@@ -22,10 +22,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hnanas.genotype import Genotype, make_genotype, prune, validate
-from hnanas.network import FeatureCache, NodeCell, node_in_channels
+from hnanas.nas.genotype import Genotype, make_genotype, prune, validate
+from hnanas.nas.network import FeatureCache, NodeCell, node_in_channels
+from hnanas.nas.space import SearchSpace
 from hnanas.ops import op_info
-from hnanas.space import SearchSpace
 
 
 def edge_gates(space: SearchSpace, inputs: Mapping[str, Sequence[str]]) -> dict[str, torch.Tensor]:

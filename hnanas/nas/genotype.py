@@ -2,7 +2,7 @@
 
 A genotype names its space (name and hash) and, for every node the network keeps, the inputs it keeps and its
 op. :func:`prune` drops nodes the output cannot reach (backward search from the output node), so a genotype
-always describes exactly the network that :func:`hnanas.network.derive` builds.
+always describes exactly the network that :func:`hnanas.nas.network.derive` builds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from hnanas.errors import ConfigError
 from hnanas.fileio import read_json, write_json
-from hnanas.space import INPUT, SearchSpace
+from hnanas.nas.space import INPUT, SearchSpace
 
 FORMAT = "hnanas-genotype/1"
 
@@ -91,7 +91,8 @@ def prune(space: SearchSpace, inputs: Mapping[str, tuple[str, ...]]) -> dict[str
 def validate(g: Genotype, space: SearchSpace, source: str | None = None) -> None:
     """Check that ``g`` belongs to ``space`` (name, hash, edges among candidates, ops among the space's ops or
     the stage-1 op) and is pruned. ``source`` (the file) leads every error message."""
-    from hnanas.ops import list_ops
+    from hnanas.ops import list_ops  # the op registry imports torch: imported here so that reading a space or
+    # genotype file (report, data check, the CLI's start) does not start torch
 
     where = f"{source} (genotype {g.name or '(unnamed)'})" if source else f"genotype {g.name or '(unnamed)'}"
     if g.space != space.name or g.space_hash != space.hash:

@@ -117,7 +117,8 @@ def _parse_node_id(node_id: str, where: str) -> tuple[int, int]:
 
 def space_from_dict(data: dict, source: str = "space") -> SearchSpace:
     """Validate a space mapping (as read from YAML) and build the :class:`SearchSpace`."""
-    from hnanas.ops import list_ops  # the registry defines which op names exist
+    from hnanas.ops import list_ops  # the op registry imports torch: imported here so that reading a space or
+    # genotype file (report, data check, the CLI's start) does not start torch
 
     spec = from_dict(SpaceFile, data, source=source)
     known_ops = set(list_ops())

@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hnanas.genotype import Genotype, validate
+from hnanas.nas.genotype import Genotype, validate
+from hnanas.nas.space import INPUT, SearchSpace
 from hnanas.ops import build_op
-from hnanas.space import INPUT, SearchSpace
 
 
 def resample(x: torch.Tensor, src_level: int, dst_level: int, downsample: str = "maxpool",
@@ -75,7 +75,7 @@ def node_in_channels(space: SearchSpace, inputs: tuple[str, ...]) -> int:
 
 class NestedNet(nn.Module):
     """A derived network: ``cells[node]`` per kept node plus a 1x1 ``head`` (input normalisation, when wanted,
-    is added around it by ``hnanas.models.build_model``)."""
+    is added around it by ``hnanas.nas.models.build_model``)."""
 
     def __init__(self, space: SearchSpace, genotype: Genotype, deploy: bool = False):
         super().__init__()

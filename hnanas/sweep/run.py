@@ -5,7 +5,7 @@ measured on the search device), then a report over the study's runs and Optuna's
 Each point runs in ``<runs_dir>/<study>/trial_<k>_<l|t><value>/`` (the search run) with ``retrain/`` inside; the
 objective values, test metrics and folders are the trial's user attrs. A failing trial is recorded as FAIL with
 its error and the sweep goes on; an interrupted one (killed worker) is run again by the next invocation or by
-another worker, resuming its folder. See :mod:`hnanas.report.study` for claims, liveness and storages.
+another worker, resuming its folder. See :mod:`hnanas.sweep.study` for claims, liveness and storages.
 """
 
 from __future__ import annotations
@@ -23,8 +23,17 @@ from typing import Literal
 from hnanas.config import override, to_dict
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, write_text
-from hnanas.report import study as st
+from hnanas.report.build import write_report
+from hnanas.report.figures import draw_optuna_pareto
+from hnanas.report.runs import is_run
+from hnanas.runs import RunDir
 from hnanas.search.config import SearchConfig
+from hnanas.search.run import run_search
+from hnanas.sweep import study as st
+from hnanas.train.deploy import local_devices
+from hnanas.train.presets import build_config
+from hnanas.train.retrain import resume_retrain, start_retrain
+from hnanas.train.sources import search_run_source
 
 log = logging.getLogger(__name__)
 MACHINE_KEYS = ("train.threads",)  # retrain settings a worker may set for its own machine (not in the signature)
@@ -125,9 +134,6 @@ class SweepResult:
 
 # ---------------------------------------------------------------------------------------------- one point
 def _search(cfg: SweepConfig, point: st.SweepPoint, run_dir: Path) -> None:
-    from hnanas.runs import RunDir
-    from hnanas.search.run import run_search
-
     if (run_dir / "genotype.json").is_file():
         return  # finished before the interruption
     if (run_dir / "config.yaml").is_file():  # an interrupted search: continue it with its own config
@@ -137,10 +143,6 @@ def _search(cfg: SweepConfig, point: st.SweepPoint, run_dir: Path) -> None:
 
 
 def _retrain(cfg: SweepConfig, run_dir: Path) -> Path:
-    from hnanas.train.presets import build_config
-    from hnanas.train.retrain import resume_retrain, start_retrain
-    from hnanas.train.sources import search_run_source
-
     out = run_dir / "retrain"
     if (out / "metrics.json").is_file():
         return out
@@ -244,8 +246,6 @@ def _run_trial(study, cfg: SweepConfig, trial, point: st.SweepPoint, run_dir: Pa
 def _check_objective_device(cfg: SweepConfig) -> None:
     if cfg.objective_latency != "measured":
         return
-    from hnanas.train.deploy import local_devices
-
     here = local_devices()
     if cfg.search.device not in here:
         raise HnanasError(f"sweep: the latency objective is measured on {cfg.search.device}, which does not run "
@@ -295,10 +295,6 @@ def run_sweep(cfg: SweepConfig, max_trials: int | None = None, *, report: bool =
 
 def sweep_report(cfg: SweepConfig, study) -> tuple[Path | None, Path | None]:
     """``hnanas report`` over the study's run folders found here, with Optuna's Pareto-front plot."""
-    from hnanas.report.build import write_report
-    from hnanas.report.figures import draw_optuna_pareto
-    from hnanas.report.runs import is_run
-
     folders: list[str] = []
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         folder = trial.user_attrs.get("run_dir")
