@@ -41,14 +41,14 @@ from pathlib import Path
 from hnanas.envinfo import environment
 from hnanas.errors import HnanasError
 from hnanas.fileio import write_json
+from hnanas.pipeline.budget import Budget, budget_config, retrain_once
+from hnanas.pipeline.presets import RetrainConfig
+from hnanas.pipeline.sources import search_run_source
 from hnanas.report.build import write_report
 from hnanas.report.data import report_devices, runs_table
 from hnanas.report.runs import find_runs
 from hnanas.search.config import resolve_config
 from hnanas.search.run import search_once
-from hnanas.train.budget import Budget, budget_config, retrain_once
-from hnanas.train.presets import RetrainConfig
-from hnanas.train.sources import search_run_source
 
 NETS = ["search:rep_nested", "search:hna_nested", "model:dnanet", "model:repisd", "genotype:dense_res3@hna_nested",
         "genotype:dnanet_res3@hna_nested"]
@@ -90,7 +90,7 @@ def retrain(net: str, args: argparse.Namespace, seed: int = 0) -> Path:
 
 
 def retrain_config(model: dict, args: argparse.Namespace, seed: int) -> RetrainConfig:
-    """The one budget every network gets (hnanas.train.budget: the preset's optimiser and loss, the
+    """The one budget every network gets (hnanas.pipeline.budget: the preset's optimiser and loss, the
     comparison's epochs, crops and batch, the checkpoint chosen after every epoch on the whole validation
     subset)."""
     budget = Budget(epochs=args.epochs, crop=args.crop, batch_size=args.batch_size, preset=args.preset,

@@ -52,8 +52,8 @@ def tiny_table():
 
 def good_checkpoint(path: Path) -> None:
     from hnanas.nas.models import build_model
+    from hnanas.pipeline.sources import resolve_spec
     from hnanas.runs import save_checkpoint
-    from hnanas.train.sources import resolve_spec
 
     spec = resolve_spec("chain_res3", "tiny")
     model = build_model(spec)

@@ -1,6 +1,6 @@
 """How well does each accuracy signal rank networks of this space on this task? (issue 14, part 2)
 
-Ground truth: architectures of ``rep_nested`` retrained stand-alone with one fixed short budget (hnanas.train.budget,
+Ground truth: architectures of ``rep_nested`` retrained stand-alone with one fixed short budget (hnanas.pipeline.budget,
 the same as bench/search_vs_random.py's) for two seeds: ``--spread`` random genotypes spread over the whole
 latency range (log-spaced targets between the cheapest and the dearest network the table prices, up to
 ``--max-ms``; one latency-matched genotype per target), the named ones (dense_res3, dnanet_res3, chain_res3) and
@@ -23,9 +23,9 @@ tau between the two seeds' test IoU. Table printed, OUT/rank_quality.json (``--r
     # docs/results.md): --spread 21 --min-ms 6 --epochs 6 --supernet-epochs 6, without --include
 
 Every phase resumes: finished retrains are skipped, the supernet continues from its last epoch, computed signals
-are cached in OUT/signals.json. Latencies are timed first, on a quiet machine (hnanas.train.export.time_networks).
+are cached in OUT/signals.json. Latencies are timed first, on a quiet machine (hnanas.pipeline.export.time_networks).
 ``--ledger DIR`` keeps the plan, latencies, signals and every finished retrain's metrics and log in a committed
-folder (hnanas.train.ledger), so a ground truth of more hours than one machine session accumulates over sessions;
+folder (hnanas.pipeline.ledger), so a ground truth of more hours than one machine session accumulates over sessions;
 ``--no-train`` scores what has finished.
 """
 
@@ -53,18 +53,18 @@ from hnanas.latency.table import LatencyTable, default_table_path
 from hnanas.nas.genotype import load_genotype, named_genotypes
 from hnanas.nas.models import build_model, nested_spec
 from hnanas.nas.space import load_space
+from hnanas.pipeline.budget import Budget, budget_config, retrain_all
+from hnanas.pipeline.export import time_networks
+from hnanas.pipeline.ledger import Ledger
+from hnanas.pipeline.presets import RetrainConfig
+from hnanas.pipeline.sources import resolve_spec
 from hnanas.report.stats import rank_agreement
 from hnanas.runs import RunDir, read_csv_rows
 from hnanas.search.proxies import grad_norm, one_shot_forward, recalibrate_bn, snip, synflow
 from hnanas.search.supernet import OneShotSupernet
-from hnanas.train.budget import Budget, budget_config, retrain_all
-from hnanas.train.export import time_networks
-from hnanas.train.ledger import Ledger
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
 from hnanas.train.optim import build_optimizer, build_scheduler, build_train_loss
-from hnanas.train.presets import RetrainConfig
-from hnanas.train.sources import resolve_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SEEDS = (0, 1)
@@ -157,7 +157,7 @@ def ground_truth(args, archs: list[dict], latency: dict, command: str) -> list[d
 
 
 def measure(args, space, archs: list[dict]) -> dict:
-    """Each architecture's deploy-form latency (cpu, 1 thread; hnanas.train.export.time_networks), timed from its
+    """Each architecture's deploy-form latency (cpu, 1 thread; hnanas.pipeline.export.time_networks), timed from its
     spec before any retrain starts, on one CPU model; ``{name: ms}``."""
     specs = {a["name"]: resolve_spec(a["genotype"], args.space) for a in archs}
     timed = time_networks(specs, args.out / "latency.json",

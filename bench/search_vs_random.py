@@ -9,13 +9,13 @@ several seeds (Li & Talwalkar 2019, Yang et al. 2020; ../shared/reference/search
    ``--tol`` of the searched network's (hnanas.latency.matched: a broad prior, so every latency band is
    reachable), plus the latency-only ablation (the searched topology with the ops the latency term alone picks:
    what stage 2 derives with its accuracy term switched off) and the baselines for scale;
-3. retrains every network from scratch with one budget (hnanas.train.budget: epochs, crops, batch, the quick
+3. retrains every network from scratch with one budget (hnanas.pipeline.budget: epochs, crops, batch, the quick
    preset's optimiser and loss, checkpoint chosen after every epoch on the whole validation subset) for every
    seed of ``--seeds`` (baselines: ``--baseline-seeds``), ``--jobs`` at a time, each on one thread; finished
    retrains are skipped and interrupted ones resumed, so rerunning the command continues it;
 4. times each network's deploy-form ONNX export before any retrain starts, with nothing else running (ONNX
    Runtime, cpu, 1 thread, the median of 3 fresh sessions, freshly initialised weights: the same graph as the
-   trained export; hnanas.train.export.time_networks), and writes
+   trained export; hnanas.pipeline.export.time_networks), and writes
    OUT/search_vs_random.{json,md,png}: per network the mean ± sample std over seeds of IoU, nIoU, Pd, Fa, the
    measured and predicted latency; the searched network's percentile among
    the random ones, its gap to their mean in pooled seed standard deviations and a bootstrap 95 % interval of
@@ -40,7 +40,7 @@ and seed) instead of training them again: two searches compared at one latency s
         --ledger bench/data/search_vs_random_NUDT-SIRST_cpu --reuse bench/data/search_vs_random_NUDT-SIRST
 
 ``--ledger DIR`` keeps what the comparison needs to go on (plan, genotypes, the search's genotypes and log, the
-latency cache, every finished retrain's metrics) in a committed folder (hnanas.train.ledger): a run folder is not
+latency cache, every finished retrain's metrics) in a committed folder (hnanas.pipeline.ledger): a run folder is not
 kept between machine sessions, the ledger is, so a comparison of several hours accumulates over sessions.
 
 Defaults are sized for the 2-core CPU: K = 8, seeds 0 1 2, 15 epochs of 128-px crops in batches of 8 (510 steps on
@@ -61,15 +61,15 @@ from hnanas.fileio import read_json, write_json, write_text
 from hnanas.latency.matched import PRIOR, latency_only_ops, sample_at_latency
 from hnanas.nas.genotype import load_genotype
 from hnanas.nas.space import load_space
+from hnanas.pipeline.budget import Budget, budget_config, retrain_all
+from hnanas.pipeline.export import time_networks
+from hnanas.pipeline.ledger import Ledger, reuse_retrains
+from hnanas.pipeline.sources import resolve_spec
 from hnanas.report.figures import draw_versus
 from hnanas.report.versus import FILE, search_vs_random, summarise_networks, versus_markdown
 from hnanas.runs import RunDir, read_csv_rows
 from hnanas.search.config import SearchConfig, resolve_config
 from hnanas.search.run import load_table, search_once
-from hnanas.train.budget import Budget, budget_config, retrain_all
-from hnanas.train.export import time_networks
-from hnanas.train.ledger import Ledger, reuse_retrains
-from hnanas.train.sources import resolve_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 BUDGET_WEIGHT = 1.0  # λ of the hinge budget --at-ms gives the search here (within the band the term is 0)

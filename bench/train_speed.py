@@ -10,7 +10,7 @@ within each round (``--rounds``), each timed over ``--steps`` steps after one wa
 model; the table gives the median over rounds and the speed-up over fp32. The CPU model and its bf16/AMX flags
 are printed and recorded.
 
-Accuracy (``--accuracy``): the network of ``--genotype`` retrained with one budget (hnanas.train.budget) for seeds
+Accuracy (``--accuracy``): the network of ``--genotype`` retrained with one budget (hnanas.pipeline.budget) for seeds
 ``--seeds`` on fp32 and on the fast path (``--fast``; default bf16 where native, else fp32-cl): test IoU mean
 and spread per path, to check the fast path stays within the seed spread.
 
@@ -35,8 +35,8 @@ from hnanas.fileio import read_json, write_json
 from hnanas.nas.genotype import load_genotype, named_genotypes, sample_genotype
 from hnanas.nas.models import build_model, named_models, nested_spec
 from hnanas.nas.space import load_space
+from hnanas.pipeline.budget import Budget, budget_config, retrain_all
 from hnanas.search.supernet import OpSupernet, TopologySupernet
-from hnanas.train.budget import Budget, budget_config, retrain_all
 from hnanas.train.fastpath import forward_loss, native_bf16, path_named
 from hnanas.train.optim import build_train_loss
 

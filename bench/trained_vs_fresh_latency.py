@@ -1,5 +1,5 @@
 """Does a network's deploy-form latency depend on its weights? Trained checkpoints against the same networks with
-freshly initialised weights (hnanas.train.export.spec_latency), timed interleaved in one run.
+freshly initialised weights (hnanas.pipeline.export.spec_latency), timed interleaved in one run.
 
 The comparison benches time every network from its spec, before any retrain (``time_networks``), on the grounds
 that the exported graph, and so the work, is the same whatever the weights hold. This checks that on real
@@ -19,10 +19,10 @@ from pathlib import Path
 
 from hnanas.envinfo import environment
 from hnanas.fileio import write_json
+from hnanas.pipeline.deploy import measure_latency
+from hnanas.pipeline.export import export_run, spec_export
+from hnanas.pipeline.sources import spec_name
 from hnanas.runs import load_checkpoint
-from hnanas.train.deploy import measure_latency
-from hnanas.train.export import export_run, spec_export
-from hnanas.train.sources import spec_name
 
 
 def main(argv: list[str] | None = None) -> int:

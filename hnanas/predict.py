@@ -30,8 +30,8 @@ from scipy import ndimage
 from hnanas.errors import DataError, HnanasError
 from hnanas.fileio import atomic_path, write_text
 from hnanas.metrics import label_components
+from hnanas.pipeline.evaluation import write_prediction_png
 from hnanas.progress import progress
-from hnanas.train.evaluation import write_prediction_png
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def load_model(model: str | Path, *, device: str = "auto", batch: int = 8) -> Mo
     if not path.is_file():
         raise HnanasError(f"{path}: model file not found; pass a run folder, a best.pt or a model.onnx")
     if path.suffix.lower() == ".onnx":
-        from hnanas.train.evaluation import onnx_model
+        from hnanas.pipeline.evaluation import onnx_model
 
         _, probability = onnx_model(path, "gpu" if device == "cuda" else "cpu")
         return Model(path, "onnx", lambda raws: [probability(r) for r in raws], 1)
@@ -100,10 +100,10 @@ def _torch_predict(path: Path, device: str) -> Callable[[list[np.ndarray]], list
     from hnanas.data import NormStats
     from hnanas.data.augment import pad_to_multiple
     from hnanas.data.torch_data import _normalise, collate_eval
+    from hnanas.pipeline.sources import model_from_checkpoint
     from hnanas.runs import load_checkpoint
     from hnanas.train.loop import predict
     from hnanas.train.optim import resolve_device
-    from hnanas.train.sources import model_from_checkpoint
 
     state = load_checkpoint(path)
     norm = state.get("input_norm")

@@ -17,7 +17,7 @@ from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.fileio import write_json
 from hnanas.nas.genotype import make_genotype, named_genotypes
 from hnanas.nas.space import load_space
-from hnanas.train.budget import Budget, budget_config
+from hnanas.pipeline.budget import Budget, budget_config
 from hnanas.train.optim import build_train_loss
 
 bench = load_bench("rank_quality")

@@ -163,7 +163,7 @@ def test_a_comparison_at_a_given_latency_reuses_another_ledgers_retrains_of_the_
 
 
 def test_reuse_needs_the_same_budget_data_and_seed():
-    from hnanas.train.ledger import same_budget
+    from hnanas.pipeline.ledger import same_budget
 
     base = {"optim": {"name": "adamw", "lr": 5e-3}, "train": {"epochs": 8, "batch_size": 8, "seed": 0, "threads": 1,
                                                               "device": "auto"},

@@ -17,11 +17,11 @@ from hnanas.data.loading import read_size
 from hnanas.errors import DataError
 from hnanas.nas.models import Normalized
 from hnanas.ops import reparameterize_model
+from hnanas.pipeline.evaluation import evaluate_model_file, evaluate_predictions
+from hnanas.pipeline.export import export_run
+from hnanas.pipeline.sources import model_from_checkpoint
 from hnanas.runs import load_checkpoint
 from hnanas.runtime import run_onnx
-from hnanas.train.evaluation import evaluate_model_file, evaluate_predictions
-from hnanas.train.export import export_run
-from hnanas.train.sources import model_from_checkpoint
 
 
 METRIC_KEYS = ("iou", "niou", "pd", "fa", "n_images", "n_targets", "n_detected", "fa_pixels", "intersection", "union")

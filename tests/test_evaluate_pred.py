@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from hnanas.errors import DataError
-from hnanas.evaluate_pred import read_mask, read_prediction, score_prediction_folder
+from hnanas.pipeline.scoring import read_mask, read_prediction, score_prediction_folder
 
 
 def write_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:

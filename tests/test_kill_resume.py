@@ -73,9 +73,9 @@ def test_a_run_killed_before_its_config_can_be_started_again(tmp_path):
 
 
 def test_a_retrain_killed_between_its_config_and_model_json_resumes(tmp_path, monkeypatch):
-    from hnanas.train.presets import build_config
-    import hnanas.train.retrain as retrain
-    from hnanas.train.sources import resolve_spec
+    from hnanas.pipeline.presets import build_config
+    import hnanas.pipeline.retrain as retrain
+    from hnanas.pipeline.sources import resolve_spec
 
     cfg = build_config("quick", {"genotype": "chain_res3", "space": "tiny"})
     out = tmp_path / "r"

@@ -14,8 +14,8 @@ from hnanas.data import open_dataset
 from hnanas.data.loading import decode_image
 from hnanas.errors import DataError
 from hnanas.metrics import label_components
+from hnanas.pipeline.evaluation import _onnx_predictions, _torch_predictions
 from hnanas.predict import expand_inputs, load_model, predict_images
-from hnanas.train.evaluation import _onnx_predictions, _torch_predictions
 
 
 def _mask(path: Path) -> np.ndarray:

@@ -14,9 +14,9 @@ from hnanas.cli import main
 from hnanas.data.augment import pad_to_multiple
 from hnanas.data.loading import decode_image
 from hnanas.nas.models import Normalized
+from hnanas.pipeline.sources import model_from_checkpoint
 from hnanas.runs import load_checkpoint
 from hnanas.runtime import run_onnx
-from hnanas.train.sources import model_from_checkpoint
 from retrain_fixtures import EPOCHS, TRAIN_ARGS, hnanas_process, run_hnanas
 
 def test_retrain_writes_every_output(retrained, workspace):

@@ -17,12 +17,12 @@ from hnanas.latency.table import FORMAT, LatencyTable
 from hnanas.nas.genotype import genotype_from_dict, make_genotype, named_genotypes
 from hnanas.nas.models import build_model, nested_spec
 from hnanas.nas.space import load_space
-from hnanas.train import deploy
-from hnanas.train.deploy import (deploy_network, export_checked, find_table, measure_latency, onnx_metadata,
+from hnanas.pipeline import deploy
+from hnanas.pipeline.deploy import (deploy_network, export_checked, find_table, measure_latency, onnx_metadata,
                                  reparameterize_checked)
+from hnanas.pipeline.presets import PRESETS, build_config
+from hnanas.pipeline.sources import baseline_spec, read_search_run, resolve_spec
 from hnanas.train.optim import build_train_loss
-from hnanas.train.presets import PRESETS, build_config
-from hnanas.train.sources import baseline_spec, read_search_run, resolve_spec
 
 GENOTYPE = {"genotype": "dnanet_res3", "space": "tiny"}
 
@@ -155,7 +155,7 @@ class ToyDeepSupervision(torch.nn.Module):
 
 def test_retrain_of_a_baseline_with_deep_supervision(workspace, tmp_path):
     from hnanas.nas.model_kinds import _BUILDERS, register_model
-    from hnanas.train.retrain import start_retrain
+    from hnanas.pipeline.retrain import start_retrain
 
     if "toy_ds" not in _BUILDERS:
         register_model("toy_ds", ToyDeepSupervision, named={"toy_ds": {"width": 4}})
@@ -174,7 +174,7 @@ def test_float32_rounding_alone_does_not_fail_the_check(monkeypatch, caplog):
     spec, model = tiny_model()
     x = torch.randn(2, 1, 32, 32) + 50.0  # a bright flat background: float32 differs, float64 agrees
     monkeypatch.setattr(deploy, "EQUIVALENCE_TOL", 0.0)  # as if float32 had missed the tolerance
-    with caplog.at_level("WARNING", logger="hnanas.train.deploy"):
+    with caplog.at_level("WARNING", logger="hnanas.pipeline.deploy"):
         deployed = reparameterize_checked(model, x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.modules())
     assert "float32 rounding, not a broken fusion" in caplog.text

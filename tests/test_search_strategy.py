@@ -14,11 +14,11 @@ from hnanas.fileio import read_yaml
 from hnanas.latency.table import LatencyTable
 from hnanas.nas.genotype import named_genotypes
 from hnanas.nas.space import load_space
+from hnanas.pipeline.sources import read_search_run
 from hnanas.search.config import HalvingConfig, resolve_config
 from hnanas.search.run import run_search
 from hnanas.search.strategies import get_strategy, strategy_names
 from hnanas.search.strategy import _STRATEGIES, Strategy, register_strategy
-from hnanas.train.sources import read_search_run
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_search_command_runs_the_halving_strategy(assets, tmp_path, capsys):
 def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_crops():
     from hnanas.cli import build_parser
     from hnanas.cli.search import config_from_args
-    from hnanas.train.presets import build_config
+    from hnanas.pipeline.presets import build_config
 
     cfg = config_from_args(build_parser().parse_args(
         ["search", "--preset", "cpu", "--latency-loss", "hinge", "--latency-weight", "1", "--target-latency", "56",

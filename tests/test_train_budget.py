@@ -1,4 +1,4 @@
-"""hnanas.train.budget: retrains run in worker processes end with the bench that started them."""
+"""hnanas.pipeline.budget: retrains run in worker processes end with the bench that started them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 PARENT = textwrap.dedent("""
     import multiprocessing, os, signal, time
     from concurrent.futures import ProcessPoolExecutor
-    from hnanas.train.budget import die_with_parent
+    from hnanas.pipeline.budget import die_with_parent
 
     if __name__ == "__main__":
         ctx = multiprocessing.get_context("spawn")

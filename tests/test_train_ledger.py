@@ -1,4 +1,4 @@
-"""hnanas.train.ledger (a bench's small files kept across sessions) and hnanas.train.export.time_networks (every
+"""hnanas.pipeline.ledger (a bench's small files kept across sessions) and hnanas.pipeline.export.time_networks (every
 network of a comparison timed once, on one CPU model)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from hnanas.fileio import read_json, write_json, write_text
 from hnanas.nas.genotype import make_genotype
 from hnanas.nas.models import nested_spec
 from hnanas.nas.space import load_space
-from hnanas.train.export import time_networks
-from hnanas.train.ledger import Ledger
+from hnanas.pipeline.export import time_networks
+from hnanas.pipeline.ledger import Ledger
 
 
 def _out(root):

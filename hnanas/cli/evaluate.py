@@ -42,8 +42,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from hnanas.errors import HnanasError
     from hnanas.fileio import write_json
     from hnanas.metrics import format_metrics
-    from hnanas.train.evaluation import evaluate_model_file, evaluate_predictions, open_eval_dataset
-    from hnanas.train.finish import json_safe
+    from hnanas.pipeline.evaluation import evaluate_model_file, evaluate_predictions, open_eval_dataset
+    from hnanas.pipeline.finish import json_safe
 
     policy = args.on_mismatch or "resize"
     if args.pred:

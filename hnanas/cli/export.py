@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from hnanas.train.export import export_run
+    from hnanas.pipeline.export import export_run
 
     result = export_run(args.run, checkpoint=args.checkpoint, out=args.out, dynamic=args.dynamic_shapes,
                         size=args.size)

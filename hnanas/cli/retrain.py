@@ -1,4 +1,4 @@
-"""``hnanas retrain``: parse arguments, resolve the model source and config, call hnanas.train.retrain."""
+"""``hnanas retrain``: parse arguments, resolve the model source and config, call hnanas.pipeline.retrain."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ config.yaml, env.json, run.log. A killed run continues where its last epoch ende
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from hnanas.train.presets import preset_names
+    from hnanas.pipeline.presets import preset_names
 
     p = subparsers.add_parser("retrain", help="train a found or baseline network, test, export and time it",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,10 +65,10 @@ def _changes(args: argparse.Namespace) -> dict:
 
 
 def run_retrain(args: argparse.Namespace) -> int:
+    from hnanas.pipeline.presets import build_config
+    from hnanas.pipeline.retrain import resume_retrain, start_retrain
+    from hnanas.pipeline.sources import search_run_source
     from hnanas.runs import check_run_path
-    from hnanas.train.presets import build_config
-    from hnanas.train.retrain import resume_retrain, start_retrain
-    from hnanas.train.sources import search_run_source
 
     if not args.run and not args.out:
         raise HnanasError("retrain: pass --run runs/NAME (a search run, or the name of a new run) or --out DIR")

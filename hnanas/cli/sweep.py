@@ -36,7 +36,7 @@ def _floats(text: str) -> list[float]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from hnanas.train.presets import preset_names
+    from hnanas.pipeline.presets import preset_names
 
     p = subparsers.add_parser("sweep", help="search + retrain over lambdas or targets, as an Optuna study",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)

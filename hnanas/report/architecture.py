@@ -102,7 +102,7 @@ def architecture_layout(space: SearchSpace, genotype: Genotype, breakdown: Mappi
 
 def _space_and_genotype(run: RunRecord) -> tuple[SearchSpace, Genotype] | None:
     from hnanas.nas.space import load_space
-    from hnanas.train.sources import read_search_run, spec_space_genotype
+    from hnanas.pipeline.sources import read_search_run, spec_space_genotype
 
     if run.model_spec is not None:
         if run.model_spec.get("kind") != "nested":
@@ -118,7 +118,7 @@ def _space_and_genotype(run: RunRecord) -> tuple[SearchSpace, Genotype] | None:
 def _table_breakdown(run: RunRecord, space: SearchSpace, genotype: Genotype, devices: Sequence[str]
                      ) -> tuple[dict | None, str]:
     from hnanas.latency.table import LatencyTable
-    from hnanas.train.deploy import find_table
+    from hnanas.pipeline.deploy import find_table
 
     spec = run.model_spec or {}
     for device in devices:

@@ -123,7 +123,7 @@ PRESETS: dict[str, dict] = {
               "stage1": {"epochs": 40, "warmup_epochs": 34, "arch_every": 2, "arch_lr": 0.05},
               "stage2": {"epochs": 30, "warmup_epochs": 22, "arch_every": 2, "arch_lr": 0.05}},
     # A search for accuracy on a 2-core CPU on the real datasets, about an hour: the halving strategy, each
-    # candidate trained as the comparison benches retrain (hnanas.train.budget: retrain's quick optimiser and loss,
+    # candidate trained as the comparison benches retrain (hnanas.pipeline.budget: retrain's quick optimiser and loss,
     # AdamW 5e-3 cosine to 5e-4, weight decay 1e-4, SoftIoU+BCE, on 128-px crops in batches of 8, validated on the
     # whole validation subset), 2 epochs for every candidate, 6 for the best third, 8 (a NUDT-SIRST comparison's
     # whole budget) for the best of those. The signal is the best

@@ -23,6 +23,10 @@ from typing import Literal
 from hnanas.config import override, to_dict
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, write_text
+from hnanas.pipeline.deploy import local_devices
+from hnanas.pipeline.presets import build_config
+from hnanas.pipeline.retrain import resume_retrain, start_retrain
+from hnanas.pipeline.sources import search_run_source
 from hnanas.report.build import write_report
 from hnanas.report.figures import draw_optuna_pareto
 from hnanas.report.runs import is_run
@@ -30,10 +34,6 @@ from hnanas.runs import RunDir
 from hnanas.search.config import SearchConfig
 from hnanas.search.run import run_search
 from hnanas.sweep import study as st
-from hnanas.train.deploy import local_devices
-from hnanas.train.presets import build_config
-from hnanas.train.retrain import resume_retrain, start_retrain
-from hnanas.train.sources import search_run_source
 
 log = logging.getLogger(__name__)
 MACHINE_KEYS = ("train.threads",)  # retrain settings a worker may set for its own machine (not in the signature)
@@ -47,7 +47,7 @@ class SweepConfig:
     param: Literal["latency_weight", "target_latency_ms"]  # the swept search option
     values: list[float]  # its values, run in this order
     search: SearchConfig  # the search config of every point (the swept option is set per point)
-    retrain_preset: str = "quick"  # retrain preset (hnanas.train.presets)
+    retrain_preset: str = "quick"  # retrain preset (hnanas.pipeline.presets)
     retrain_changes: dict = field(default_factory=dict)  # dotted retrain config keys (e.g. "train.epochs")
     retrain_config: str | None = None  # a retrain YAML config file, as retrain --config
     storage: str | None = None  # Optuna storage URL; None: sqlite:///<runs_dir>/<study>.db

@@ -1,11 +1,11 @@
-"""Training: the one batch loop shared by search, retrain and evaluate, and the retrain/evaluate/export pipeline.
+"""The training engine: the one batch loop shared by search, retrain and evaluate, with its loaders, optimisers
+and training paths. The retrain/evaluate/export pipeline built on it is :mod:`hnanas.pipeline`.
 
-- :mod:`hnanas.train.loop`: ``train_epoch``, ``evaluate``, ``predict`` (+ ``build_optimizer``,
-  ``build_scheduler``, ``set_seed`` from :mod:`hnanas.train.optim`)
-- :mod:`hnanas.train.retrain`: ``start_retrain`` / ``resume_retrain`` with :mod:`hnanas.train.presets`
-- :mod:`hnanas.train.deploy`: re-parameterise, export and time a trained network
-- :mod:`hnanas.train.evaluation`: metrics of a checkpoint, an ONNX model or a folder of predictions
-- :mod:`hnanas.train.export`: ``hnanas export``
+- :mod:`hnanas.train.loop`: ``train_epoch``, ``evaluate``, ``predict``
+- :mod:`hnanas.train.optim`: ``build_optimizer``, ``build_scheduler``, ``build_train_loss``, ``set_seed``,
+  ``resolve_device``
+- :mod:`hnanas.train.loaders`: seeded epoch sampling (``EpochSampler``) and evaluation loaders
+- :mod:`hnanas.train.fastpath`: the training paths (fp32, channels-last, bf16) and the choice among them
 """
 
 from hnanas.train.loop import evaluate, predict, train_epoch

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from hnanas.train.presets import RetrainConfig, build_config
+from hnanas.pipeline.presets import RetrainConfig, build_config
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def budget_config(budget: Budget, model: Mapping, data: Mapping, seed: int) -> R
 
 def retrain_once(cfg: RetrainConfig, out: str | Path) -> Path:
     """Run the retrain of ``cfg`` into ``out``, resume it if it was interrupted, or do nothing if it finished."""
-    from hnanas.train.retrain import resume_retrain, start_retrain
+    from hnanas.pipeline.retrain import resume_retrain, start_retrain
 
     out = Path(out)
     if (out / "metrics.json").exists():

@@ -7,7 +7,7 @@ to go on is small: its plan (the genotypes, fixed once), the search it compares,
 retrain. :class:`Ledger` copies exactly those (``files``: glob patterns relative to the output folder; and, of
 every retrain folder matching ``retrains``, the ``retrain_files`` once its ``metrics.json`` exists, so an unfinished
 retrain never enters it) into the ledger folder, and restores what the output folder lacks at the next start.
-A restored retrain folder holds ``metrics.json``, so :func:`hnanas.train.budget.retrain_all` counts it done.
+A restored retrain folder holds ``metrics.json``, so :func:`hnanas.pipeline.budget.retrain_all` counts it done.
 Only finished, self-contained files are copied, each atomically; a ledger file never overwrites a newer output
 file. :func:`reuse_retrains` borrows another ledger's finished retrains of the same networks (two comparisons at
 one latency point share their random networks).

@@ -4,7 +4,7 @@ Both model paths score every test image of the split at its true size: the image
 the checkpoint's training statistics; ONNX: the model normalises itself) and padded at the bottom/right to a
 multiple of 32 with the training mean, the logits are cropped back, and ``sigmoid > threshold`` is the
 prediction. The ONNX path runs ONNX Runtime on raw pixels and needs no torch model code; it reads the padding
-value from the model's ``hnanas.input_norm`` metadata (:mod:`hnanas.train.deploy`). ``save_pred`` writes one
+value from the model's ``hnanas.input_norm`` metadata (:mod:`hnanas.pipeline.deploy`). ``save_pred`` writes one
 ``<id>.png`` (0/255) per image, which ``--pred`` scores back to the same metrics.
 """
 
@@ -84,11 +84,11 @@ def _torch_predictions(path: Path, index: DatasetIndex, ids: list[str], on_misma
                        ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     from hnanas.data import NormStats, norm_stats
     from hnanas.data.torch_data import EvalDataset, SampleStore
+    from hnanas.pipeline.sources import model_from_checkpoint
     from hnanas.runs import load_checkpoint
     from hnanas.train.loaders import eval_loader
     from hnanas.train.loop import predict
     from hnanas.train.optim import resolve_device
-    from hnanas.train.sources import model_from_checkpoint
 
     state = load_checkpoint(path)
     model = model_from_checkpoint(state, device=resolve_device(device))
@@ -153,8 +153,8 @@ def _onnx_predictions(path: Path, index: DatasetIndex, ids: list[str], on_mismat
 
 def evaluate_predictions(pred_dir: str | Path, index: DatasetIndex, split: str | None = None, *,
                          on_mismatch: MismatchPolicy = "resize") -> dict:
-    """Metrics of a folder of ``<id>.png`` predictions (see :mod:`hnanas.evaluate_pred`)."""
-    from hnanas.evaluate_pred import score_split_predictions
+    """Metrics of a folder of ``<id>.png`` predictions (see :mod:`hnanas.pipeline.scoring`)."""
+    from hnanas.pipeline.scoring import score_split_predictions
 
     return {**score_split_predictions(pred_dir, index, split, on_mismatch=on_mismatch), "model": None,
             "predictions": str(pred_dir)}

@@ -23,8 +23,8 @@ import torch
 from hnanas.errors import HnanasError
 from hnanas.nas.models import Normalized, main_output
 from hnanas.ops import reparameterize_model
+from hnanas.pipeline.sources import spec_space_genotype
 from hnanas.runtime import DEVICES, check_device, export_onnx, get_device, make_session, session_settings, time_session
-from hnanas.train.sources import spec_space_genotype
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def measure_latency(onnx_bytes: bytes, spec: Mapping, *, devices: Sequence[str] 
                     threads: int | None = None, size: Sequence[int] | None = None, sessions: int = 3) -> dict:
     """``{device: {measured_ms, predicted_ms, threads, providers, size, sessions_ms, table}}``: the median of
     ``sessions`` fresh sessions' median latencies at ``size`` (default: the deploy size) on every device."""
-    from hnanas.train.sources import deploy_size
+    from hnanas.pipeline.sources import deploy_size
 
     h, w = (int(size[0]), int(size[1])) if size else deploy_size(spec)
     feeds = {"input": np.random.default_rng(0).uniform(0, 255, (1, 1, h, w)).astype(np.float32)}

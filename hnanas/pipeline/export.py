@@ -21,10 +21,10 @@ from hnanas.envinfo import cpu_model
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, write_json
 from hnanas.nas.models import build_model
-from hnanas.runs import load_checkpoint
-from hnanas.train.deploy import (deploy_network, export_checked, measure_latency, onnx_metadata,
+from hnanas.pipeline.deploy import (deploy_network, export_checked, measure_latency, onnx_metadata,
                                  reparameterize_checked)
-from hnanas.train.sources import deploy_size, model_from_checkpoint, read_search_run, resolve_spec, spec_name
+from hnanas.pipeline.sources import deploy_size, model_from_checkpoint, read_search_run, resolve_spec, spec_name
+from hnanas.runs import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def spec_export(spec: Mapping, input_norm: Sequence[float] = (0.0, 1.0)) -> byte
 
 def spec_latency(spec: Mapping, *, devices: Sequence[str] = ("cpu",), threads: int | None = 1,
                  sessions: int = 3) -> dict:
-    """:func:`~hnanas.train.deploy.measure_latency` of :func:`spec_export`. The graph, and so the work, is a
+    """:func:`~hnanas.pipeline.deploy.measure_latency` of :func:`spec_export`. The graph, and so the work, is a
     trained network's (the weights' values do not change it; ``bench/trained_vs_fresh_latency.py`` measures
     that), so a bench can time every network of a comparison at once, on a quiet machine, before (or without)
     their checkpoints."""

@@ -1,5 +1,5 @@
 """``hnanas retrain``: train a found (or baseline) network from scratch, choose the checkpoint on the validation
-subset carved from the train list, then test, re-parameterise, export and measure it (:mod:`hnanas.train.finish`).
+subset carved from the train list, then test, re-parameterise, export and measure it (:mod:`hnanas.pipeline.finish`).
 
 The run folder (``runs/NAME/retrain/`` by default) holds ``config.yaml``, ``env.json``, ``run.log``,
 ``model.json`` (the model spec, the source of truth on resume), ``retrain_log.csv`` (one row per epoch),
@@ -29,15 +29,15 @@ from hnanas.envinfo import environment
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_json, write_json
 from hnanas.nas.models import build_model
+from hnanas.pipeline.finish import RetrainResult, finish_retrain
+from hnanas.pipeline.presets import RetrainConfig, dotted
+from hnanas.pipeline.sources import resolve_spec
 from hnanas.progress import progress
 from hnanas.runs import RunDir, restore_rng_state, rng_state
 from hnanas.train.fastpath import choose_path, path_named
-from hnanas.train.finish import RetrainResult, finish_retrain
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
 from hnanas.train.optim import build_optimizer, build_scheduler, build_train_loss, resolve_device, set_seed
-from hnanas.train.presets import RetrainConfig, dotted
-from hnanas.train.sources import resolve_spec
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,14 @@ from torch.utils.data import Subset
 from hnanas.data import DataBundle
 from hnanas.fileio import write_json
 from hnanas.ops import count_macs, count_params
-from hnanas.runs import RunDir, read_csv_rows
-from hnanas.train.deploy import (deploy_network, export_checked, measure_latency, onnx_metadata,
+from hnanas.pipeline.deploy import (deploy_network, export_checked, measure_latency, onnx_metadata,
                                  reparameterize_checked)
-from hnanas.train.figures import draw_predictions, prediction_rows
+from hnanas.pipeline.figures import draw_predictions, prediction_rows
+from hnanas.pipeline.presets import RetrainConfig
+from hnanas.pipeline.sources import deploy_size, spec_name
+from hnanas.runs import RunDir, read_csv_rows
 from hnanas.train.loaders import eval_loader
 from hnanas.train.loop import evaluate, predict
-from hnanas.train.presets import RetrainConfig
-from hnanas.train.sources import deploy_size, spec_name
 
 log = logging.getLogger(__name__)
 
