@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hnanas.baselines.dnanet import DNANet, DNANetConfig, node_in_channels
-from hnanas.baselines.pyramid_pooling import adaptive_avg_pool
+from hnanas.nas.baselines.dnanet import DNANet, DNANetConfig, node_in_channels
+from hnanas.nas.baselines.pyramid_pooling import adaptive_avg_pool
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.nas.models import build_model, main_output, named_models
 from hnanas.ops import count_macs, count_params, has_batchnorm, reparameterize_model
@@ -156,7 +156,7 @@ def test_dnanet_default_size_matches_the_paper():
 def test_repisd_size_matches_the_paper():
     deployed = build_model(named_models()["repisd"], deploy=True)
     assert abs(count_params(deployed) / 0.28e6 - 1) < 0.02
-    # the paper's 25.76 "GFLOPs" at 512² are MACs (see hnanas.baselines.repisd)
+    # the paper's 25.76 "GFLOPs" at 512² are MACs (see hnanas.nas.baselines.repisd)
     assert abs(count_macs(deployed, (1, 512, 512)) / 25.76e9 - 1) < 0.02
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-import hnanas.baselines  # noqa: F401  (registers the baseline kinds)
+import hnanas.nas.baselines  # noqa: F401  (registers the baseline kinds)
 from hnanas.nas.genotype import genotype_from_dict
 from hnanas.nas.model_kinds import builder_of, named_specs, register_model
 from hnanas.nas.network import derive

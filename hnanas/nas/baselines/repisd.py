@@ -25,7 +25,7 @@ adds for pooling, resizes and activations.
 
 Differences from the released code: one input channel; one logit without the sigmoid (hnanas models return
 logits; the released head has two sigmoid outputs); the ECB's 1×1 conv keeps its own bias in the fusion; and
-adaptive pooling is exact and exportable (see :mod:`hnanas.baselines.pyramid_pooling`). Input height and width
+adaptive pooling is exact and exportable (see :mod:`hnanas.nas.baselines.pyramid_pooling`). Input height and width
 must be multiples of 4.
 """
 
@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hnanas.baselines.layers import ConvBNReLU, check_input_size, resize_bilinear
-from hnanas.baselines.pyramid_pooling import PyramidPooling
-from hnanas.baselines.spec_options import fraction, positive_ints, spec_options
+from hnanas.nas.baselines.layers import ConvBNReLU, check_input_size, resize_bilinear
+from hnanas.nas.baselines.pyramid_pooling import PyramidPooling
+from hnanas.nas.baselines.spec_options import fraction, positive_ints, spec_options
 from hnanas.nas.model_kinds import register_model
 from hnanas.ops import build_op
 

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from hnanas.baselines.layers import ConvBNReLU, resize_bilinear
+from hnanas.nas.baselines.layers import ConvBNReLU, resize_bilinear
 
 
 def adaptive_pool_matrix(length: int, bins: int, *, dtype: torch.dtype = torch.float32,

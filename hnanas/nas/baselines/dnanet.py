@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hnanas.baselines.layers import check_input_size, resize_bilinear
-from hnanas.baselines.res_cbam import res_cbam_stage
-from hnanas.baselines.spec_options import flag, positive_ints, spec_options
+from hnanas.nas.baselines.layers import check_input_size, resize_bilinear
+from hnanas.nas.baselines.res_cbam import res_cbam_stage
+from hnanas.nas.baselines.spec_options import flag, positive_ints, spec_options
 from hnanas.nas.model_kinds import register_model
 
 KIND = "dnanet"
