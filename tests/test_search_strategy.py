@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 
 import pytest
 
@@ -12,7 +13,7 @@ from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.errors import ConfigError
 from hnanas.fileio import read_yaml
 from hnanas.latency.table import LatencyTable
-from hnanas.nas.genotype import named_genotypes
+from hnanas.nas.genotype import named_genotypes, sample_genotype
 from hnanas.nas.space import load_space
 from hnanas.pipeline.sources import read_search_run
 from hnanas.search.config import HalvingConfig, resolve_config
@@ -163,6 +164,35 @@ def test_halving_resumes_a_killed_search_and_retrains_the_cut_candidate(assets, 
     with open(tmp_path / "k" / "trials.csv") as f:
         assert all(r["trial"] != "2" for r in csv.DictReader(f))  # the cut candidate's rows were dropped
     assert json.loads((tmp_path / "k" / "genotype.json").read_text())["info"]["halving"]["trained"] == 5
+
+
+def test_halving_does_not_train_a_network_twice(assets, tmp_path, monkeypatch):
+    import optuna
+
+    from hnanas.search.halving import Halving
+
+    def same_network_twice(self):  # the second start-up candidate differs only in a node the network leaves out
+        space = self.ctx.space
+        g = next(g for g in map(lambda k: sample_genotype(space, k), range(100)) if len(g.nodes) < len(space.nodes))
+        first = self.params_of(g, random.Random(0))
+        second = dict(first)
+        key, choices = next((key, choices) for key, node, _, choices in self.param_space() if node not in g.inputs)
+        second[key] = next(c for c in choices if c != first[key])
+        return [first, second]
+
+    monkeypatch.setattr(Halving, "startup_candidates", same_network_twice)
+    run_search(_halving(assets), tmp_path / "d")
+    trials = optuna.load_study(study_name="halving", storage=f"sqlite:///{tmp_path / 'd' / 'halving.db'}").trials
+    assert trials[1].user_attrs["same_as"] == 0 and trials[1].params != trials[0].params
+    assert trials[1].intermediate_values == trials[0].intermediate_values and trials[1].state == trials[0].state
+    with open(tmp_path / "d" / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["state"] for r in rows if r["trial"] == "1"] == ["same as 0"]  # logged, not trained
+    info = json.loads((tmp_path / "d" / "genotype.json").read_text())["info"]["halving"]
+    assert info["trained"] == 5 and info["same_as_earlier"] >= 1  # five different networks trained
+    networks = [t.user_attrs["network"] for t in trials if t.state != optuna.trial.TrialState.FAIL
+                and "same_as" not in t.user_attrs and "network" in t.user_attrs]
+    assert len(networks) == len(set(networks)) == 5
 
 
 def test_search_command_runs_the_halving_strategy(assets, tmp_path, capsys):

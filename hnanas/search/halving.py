@@ -15,6 +15,10 @@ and ``latency_weight`` as the differentiable search. Optuna does the rest (``../
 - its successive-halving pruner stops a candidate at a rung (``min_epochs`` x ``eta``^k epochs) unless it is in
   the best 1/``eta`` of the candidates that reached that rung.
 
+A network proposed again (TPE repeats itself, and settings that differ only in nodes the network leaves out give
+the same network) is not trained again: the trial gets its twin's scores (``same as N`` in ``trials.csv``) and
+does not count among the ``trials`` candidates trained.
+
 The candidate with the best score after ``max_epochs`` is the result. T defaults, as in the two-stage search, to
 the mean predicted latency of the search's starting distribution (edges kept with probability 1/2, ops uniform).
 The study lives in ``halving.db`` in the run folder and ``trials.csv`` logs every epoch of every candidate: a
@@ -24,6 +28,7 @@ resume may differ from an uninterrupted run's, since the sampler's random state 
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import statistics
@@ -54,6 +59,11 @@ FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "
 # reorder candidates whose IoU differs by less than about a thousandth (0.1 points): far below seed noise
 TIE_BREAK = 1e-3
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def trained(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether a candidate was trained: done, inside the latency band, not a network trained before."""
+    return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
 
 
 def startup_seed(seed: int) -> int:
@@ -106,29 +116,29 @@ class Halving(Strategy):
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.system_attrs.get("fixed_params") or t.params)  # cut before its first suggest
             self.log.truncate_after(t.number - 1)
-        trained = lambda: sum(t.state in DONE and "excess_ms" not in t.user_attrs  # noqa: E731
-                              for t in study.get_trials(deepcopy=False))
+        n_trained = lambda: sum(map(trained, study.get_trials(deepcopy=False)))  # noqa: E731
         draws = len(study.trials)
-        with progress(total=h.trials, initial=trained(), desc="halving", unit="candidate") as bar:
-            while trained() < h.trials:
+        with progress(total=h.trials, initial=n_trained(), desc="halving", unit="candidate") as bar:
+            while n_trained() < h.trials:
                 if draws >= 20 * h.trials:
-                    raise ConfigError(f"halving: {draws} candidates drawn, {trained()} within the latency budget "
-                                      f"of {self.budget_ms} ms; raise --target-latency")
+                    raise ConfigError(f"halving: {draws} candidates drawn, {n_trained()} of them new networks "
+                                      f"within the latency budget of {self.budget_ms} ms; raise --target-latency "
+                                      f"(or lower halving.trials: the sampler proposes networks already trained)")
                 draws += 1
                 trial = study.ask()
                 state, value = self.evaluate(trial)
                 study.tell(trial, value, state=state)
-                if "excess_ms" not in trial.user_attrs:
+                if not ({"excess_ms", "same_as"} & trial.user_attrs.keys()):
                     bar.update()
         best = self.best()
         log.info("halving: best candidate %d of %d trained (score %.4f, %.2f ms predicted)", best.number,
-                 trained(), best.value, best.user_attrs["predicted_ms"])
+                 n_trained(), best.value, best.user_attrs["predicted_ms"])
         return self.genotype(best.params, name="searched")
 
     def best(self) -> optuna.trial.FrozenTrial:
         """The complete candidate with the lowest score; if every candidate was stopped, the best of those that
         trained longest."""
-        trials = [t for t in self.study.get_trials(deepcopy=False, states=DONE) if t.intermediate_values]
+        trials = [t for t in self.study.get_trials(deepcopy=False, states=DONE) if t.intermediate_values and trained(t)]
         longest = max(max(t.intermediate_values) for t in trials)
         return min((t for t in trials if max(t.intermediate_values) == longest),
                    key=lambda t: t.intermediate_values[longest])
@@ -137,8 +147,10 @@ class Halving(Strategy):
         best = self.best()
         rows = [r for r in self.log.rows() if int(r["trial"]) == best.number]
         return {"final_val_iou": float(rows[-1]["val_iou"]), "halving": {
-            "trained": sum(t.state in DONE and "excess_ms" not in t.user_attrs for t in self.study.trials),
-            "drawn": sum(t.state != optuna.trial.TrialState.WAITING for t in self.study.trials), "best_trial": best.number, "best_epochs": len(rows),
+            "trained": sum(map(trained, self.study.trials)),
+            "same_as_earlier": sum("same_as" in t.user_attrs for t in self.study.trials),
+            "drawn": sum(t.state != optuna.trial.TrialState.WAITING for t in self.study.trials),
+            "best_trial": best.number, "best_epochs": len(rows),
             "best_score": best.intermediate_values[max(best.intermediate_values)], "target_ms": self.target_ms,
             "metric": self.ctx.cfg.halving.metric}}
 
@@ -190,6 +202,22 @@ class Halving(Strategy):
         rng = random.Random(seed)
         return [self.params_of(m.genotype, rng) for m in found]
 
+    def trained_twin(self, key: str) -> optuna.trial.FrozenTrial | None:
+        """The candidate trained earlier with the same network (TPE proposes a network again, and parameter
+        settings that differ only in nodes the network leaves out are the same network)."""
+        return next((t for t in self.study.get_trials(deepcopy=False, states=DONE)
+                     if t.user_attrs.get("network") == key and trained(t)), None)
+
+    def replay(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial, ms: float):
+        """Tell the study the twin's scores for this trial (TPE learns that the network was proposed again), without
+        training it or asking the pruner (its rungs count each network once)."""
+        for epoch, score in sorted(twin.intermediate_values.items()):
+            trial.report(score, epoch)
+        trial.set_user_attr("same_as", twin.number)
+        self.log.append({"trial": trial.number, "epoch": 0, "predicted_ms": round(ms, 4),
+                         "state": f"same as {twin.number}"})
+        return twin.state, twin.value
+
     def suggest(self, trial: optuna.Trial) -> Genotype:
         params = {key: trial.suggest_categorical(key, choices) for key, _, _, choices in self.param_space()}
         return self.genotype(params, name=f"trial_{trial.number}")
@@ -208,6 +236,11 @@ class Halving(Strategy):
                 self.log.append({"trial": trial.number, "epoch": 0, "predicted_ms": ms,
                                  "state": "over budget" if ms > self.budget_ms else "under floor"})
                 return optuna.trial.TrialState.PRUNED, None
+        key = json.dumps(g.nodes)  # the pruned network: parameters of nodes it leaves out do not change it
+        trial.set_user_attr("network", key)
+        twin = self.trained_twin(key)
+        if twin is not None:  # training it again (same seed, same crops) would repeat the twin's numbers
+            return self.replay(trial, twin, ms)
         torch.manual_seed(ctx.cfg.seed)
         model = build_model(nested_spec(ctx.space, g)).to(ctx.device)
         path = path_named("fp32" if ctx.cfg.precision == "auto" else ctx.cfg.precision)
