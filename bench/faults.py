@@ -27,19 +27,8 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-@dataclass
-class Case:
-    """One fault, ready to run: the command, what the error must name, and the damage check."""
-
-    argv: list[str]  # hnanas arguments
-    names: str  # the error (or warning) line must contain this: the file at fault
-    check: Callable[[], list[str]] = lambda: []  # what was lost or half-written (empty: nothing)
-    rc: int = 2  # expected exit status
-    warning: bool = False  # expected: success with a warning line naming `names` (not an error)
-    during: Callable[[subprocess.Popen], None] | None = None  # acts while the command runs (disk full)
-    cleanup: Callable[[], None] | None = None
-    cwd: Path | None = None
+from fault_cases import CASES  # noqa: E402  (bench/ on the path)
+from fault_kit import Case, prepare_workspace  # noqa: E402
 
 
 @dataclass
@@ -131,8 +120,6 @@ def markdown(outcomes: list[Outcome], said: str = "the one-line error") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fault_cases import CASES, prepare_workspace
-
     from hnanas.envinfo import environment
     from hnanas.fileio import write_json
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from fault_cases import tiny_table
+from fault_kit import tiny_table
 
 FP32 = ["--crop-size", "32", "--batch-size", "4", "--precision", "fp32"]
 

@@ -3,14 +3,20 @@
 ``from_dict`` rejects unknown keys, checks types (a bool is a bool, never the string 'True'), checks
 ``Literal`` choices and recurses into nested dataclasses, so a typo in a config or space file is an error that
 names the file and the key instead of a silently ignored option.
+
+One way to configure, for every config: presets are data (nested mappings), resolved with :func:`layered`
+(defaults < preset < file, each layer checked and named in errors), then :func:`override` applies dotted changes
+(``{"train.epochs": 3}``; a None change is an option not given, :data:`NULL` sets None).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (Any, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin,
+                    get_type_hints)
 
 from hnanas.errors import ConfigError
 
@@ -127,20 +133,66 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def override(obj: T, changes: Mapping[str, Any], *, source: str = "override") -> T:
-    """Return a copy of dataclass ``obj`` with ``changes`` applied (``None`` values are skipped), checked as in
-    ``from_dict``. Nested fields are addressed with dots: ``{"optim.lr": 0.01}``."""
-    data = to_dict(obj)
-    for key, value in changes.items():
-        if value is None:
-            continue
-        node = data
+class _Null:
+    """The type of :data:`NULL`."""
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL = _Null()  # a change that sets a field to None (a None change means "not given" and keeps the field)
+
+
+def given(changes: Mapping[str, Any]) -> dict:
+    """The changes that were given. The one place where "None = not given" holds (argparse leaves an option that
+    was not given at None): a None change is dropped; :data:`NULL` sets the field to None (e.g.
+    ``train.val_max_images: NULL`` = the whole validation subset)."""
+    return {key: value for key, value in changes.items() if value is not None}
+
+
+def nest(changes: Mapping[str, Any]) -> dict:
+    """The :func:`given` dotted changes as a nested mapping: ``{"train.epochs": 3, "seed": None}`` ->
+    ``{"train": {"epochs": 3}}`` (:data:`NULL` becomes None)."""
+    out: dict = {}
+    for key, value in given(changes).items():
+        node = out
         *parents, leaf = key.split(".")
         for p in parents:
-            if not isinstance(node, dict) or p not in node:
-                raise ConfigError(f"{source}: unknown key {key!r}")
-            node = node[p]
-        if leaf not in node:
-            raise ConfigError(f"{source}: unknown key {key!r}")
-        node[leaf] = value
-    return from_dict(type(obj), data, source=source)
+            node = node.setdefault(p, {})
+        node[leaf] = None if value is NULL else value
+    return out
+
+
+def merge(base: dict, extra: Mapping) -> dict:
+    """Deep-merge mapping ``extra`` into ``base`` (in place; nested mappings merge, other values replace)."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def layered(cls: type[T], layers: Sequence[tuple[str, Mapping]]) -> T:
+    """Build ``cls`` from ``layers`` (source, nested mapping), each merged over the ones before and checked as in
+    ``from_dict``: an error names the layer that caused it (a preset, a file)."""
+    if not layers:
+        raise ValueError("layered: no layer")
+    data: dict = {}
+    for source, layer in layers:
+        result = from_dict(cls, merge(data, layer), source=source)
+    return result
+
+
+def override(obj: T, changes: Mapping[str, Any], *, source: str = "override") -> T:
+    """Return a copy of dataclass ``obj`` with ``changes`` applied (:func:`nest`: dotted keys, None = not given,
+    :data:`NULL` = None), checked as in ``from_dict``: ``{"optim.lr": 0.01}``."""
+    data = to_dict(obj)
+    for key in changes:
+        node = data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                known = ", ".join(sorted(node)) if isinstance(node, dict) else "none: not a section"
+                raise ConfigError(f"{source}: unknown key {key!r} (known at {part!r}: {known})")
+            node = node[part]
+    return from_dict(type(obj), merge(data, nest(changes)), source=source)

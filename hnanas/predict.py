@@ -27,10 +27,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from hnanas.data.loading import decode_image
 from hnanas.errors import DataError, HnanasError
 from hnanas.fileio import atomic_path, write_text
 from hnanas.metrics import label_components
-from hnanas.pipeline.evaluation import write_prediction_png
+from hnanas.pipeline.evaluation import onnx_model, write_prediction_png
 from hnanas.progress import progress
 
 log = logging.getLogger(__name__)
@@ -87,15 +88,13 @@ def load_model(model: str | Path, *, device: str = "auto", batch: int = 8) -> Mo
     if not path.is_file():
         raise HnanasError(f"{path}: model file not found; pass a run folder, a best.pt or a model.onnx")
     if path.suffix.lower() == ".onnx":
-        from hnanas.pipeline.evaluation import onnx_model
-
         _, probability = onnx_model(path, "gpu" if device == "cuda" else "cpu")
         return Model(path, "onnx", lambda raws: [probability(r) for r in raws], 1)
     return Model(path, "torch", _torch_predict(path, device), max(1, batch))
 
 
 def _torch_predict(path: Path, device: str) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-    import torch
+    import torch  # torch and what is built on it: imported here, so that ONNX models run without it
 
     from hnanas.data import NormStats
     from hnanas.data.augment import pad_to_multiple
@@ -162,8 +161,6 @@ class PredictResult:
 def _batches(paths: Sequence[Path], size: int, strict: bool, skipped: list[str]
              ) -> Iterator[list[tuple[Path, np.ndarray]]]:
     """Readable images in batches of up to ``size`` consecutive images of one size."""
-    from hnanas.data.loading import decode_image
-
     batch: list[tuple[Path, np.ndarray]] = []
     for path in paths:
         try:

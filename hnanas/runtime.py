@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hnanas.errors import HnanasError
+from hnanas.fileio import write_bytes
 
 OPSET = 18
 
@@ -80,8 +81,6 @@ def export_onnx(model, example: "torch.Tensor | tuple[torch.Tensor, ...]", path:
     if dynamic_hw:
         _check_dynamic_hw(data, type(model).__name__)
     if path is not None:
-        from hnanas.fileio import write_bytes
-
         write_bytes(path, data)
     return data
 

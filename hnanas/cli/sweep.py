@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hnanas.cli.search import add_search_options
+from hnanas.config import given
 from hnanas.errors import HnanasError
 
 DESCRIPTION = """\
@@ -99,7 +100,7 @@ def config_from_args(args: argparse.Namespace):
                      else ("target_latency_ms", args.targets))
     return SweepConfig(study=args.study, param=param, values=values, search=search,
                        retrain_preset=args.retrain_preset or args.preset,
-                       retrain_changes={k: v for k, v in changes.items() if v is not None},
+                       retrain_changes=given(changes),
                        retrain_config=args.retrain_config, storage=args.storage, runs_dir=args.runs_dir,
                        objective_latency=args.objective_latency, retry_failed=args.retry_failed,
                        stale_after=args.stale_after, wait=args.wait)

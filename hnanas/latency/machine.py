@@ -16,6 +16,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from hnanas.envinfo import cpu_identity
+
 log = logging.getLogger(__name__)
 MACHINE_DEVICES = ("cpu",)  # devices that run on the CPU of the machine hnanas runs on
 _warned: set[str] = set()
@@ -23,8 +25,6 @@ _warned: set[str] = set()
 
 @lru_cache(maxsize=1)
 def this_cpu() -> str:
-    from hnanas.envinfo import cpu_identity
-
     return cpu_identity()
 
 

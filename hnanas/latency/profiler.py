@@ -37,8 +37,8 @@ from hnanas.nas.genotype import make_genotype, named_genotypes, prune, sample_ge
 from hnanas.nas.network import derive
 from hnanas.nas.space import SearchSpace
 from hnanas.progress import progress
-from hnanas.runtime import (OPSET, _provider_list, check_device, export_onnx, get_device, make_session, session_settings,
-                            time_session, tiny_conv_model)
+from hnanas.runtime import (OPSET, _provider_list, check_device, export_onnx, get_device, make_session,
+                            session_settings, time_session, tiny_conv_model)
 
 log = logging.getLogger(__name__)
 VALUE_COLUMNS = ["median_ms", "p10_ms", "p90_ms", "n"]

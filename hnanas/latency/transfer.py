@@ -27,12 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+import torch
 from scipy.optimize import lsq_linear
 
+from hnanas.envinfo import environment
 from hnanas.latency.matched import draw_genotype
+from hnanas.latency.profiler import calibration_networks, measure_networks
 from hnanas.latency.table import LatencyTable
 from hnanas.nas.genotype import Genotype, make_genotype
+from hnanas.nas.network import derive
 from hnanas.nas.space import SearchSpace
+from hnanas.progress import progress
+from hnanas.runtime import export_onnx
 
 RIDGE_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 
@@ -84,13 +91,17 @@ def group_matrix(table: LatencyTable, space: SearchSpace, graphs: dict[str, Geno
     return names, x
 
 
+def reference_seed(seed: int) -> int:
+    """The seed of the random reference networks of transfer ``seed``: 2 000 000 + seed, apart from the
+    calibration (:func:`hnanas.latency.profiler.calibration_seed`) and validation networks' seeds."""
+    return 2_000_000 + seed
+
+
 def reference_networks(space: SearchSpace, settings: TransferSettings) -> dict[str, Genotype]:
     """The networks the scales are fitted on: named ones, the smallest, one per op (only that op, on DNANet's
     topology) and ``n_random`` random mixed ones, all seeded apart from validation's networks."""
-    from hnanas.latency.profiler import calibration_networks
-
     nets = dict(calibration_networks(space, n_random=0))
-    rng = random.Random(2_000_000 + settings.seed)
+    rng = random.Random(reference_seed(settings.seed))
     topology = nets.get("dnanet_res3") or next(iter(nets.values()))  # every node used, mid-sized
     for op in space.ops:
         nets[f"only_{op}"] = make_genotype(space, topology.inputs, op, name=f"only_{op}")
@@ -178,10 +189,6 @@ def transfer_table(base: LatencyTable, space: SearchSpace, settings: TransferSet
 
 def transfer_provenance(settings: TransferSettings) -> dict:
     """This machine's entries of a table's sidecar (what a transfer overwrites in the base table's)."""
-    import onnxruntime as ort
-
-    from hnanas.envinfo import environment
-
     env = environment()
     return {"cpu_model": env["cpu_model"], "cpu_identity": env["cpu_identity"], "onnxruntime": ort.__version__,
             "cpu_physical_cores": env["cpu_physical_cores"], "cpu_logical_cores": env["cpu_logical_cores"],
@@ -193,13 +200,6 @@ def transfer_provenance(settings: TransferSettings) -> dict:
 def measure_references(space: SearchSpace, settings: TransferSettings):
     """The ``measure`` of :func:`transfer_table`: export each network (TorchScript exporter) and time it
     end to end like validation does (interleaved rounds, fastest session)."""
-    import torch
-
-    from hnanas.latency.profiler import measure_networks
-    from hnanas.nas.network import derive
-    from hnanas.progress import progress
-    from hnanas.runtime import export_onnx
-
     def measure(graphs: dict[str, Genotype]) -> dict[str, float]:
         models = {}
         example = torch.randn(1, space.input_channels, *space.deploy_size)

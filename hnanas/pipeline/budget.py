@@ -14,7 +14,6 @@ exports: :func:`budget_config` leaves latency out when ``measure_latency`` is of
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -25,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from hnanas.config import NULL
 from hnanas.pipeline.presets import RetrainConfig, build_config
+from hnanas.pipeline.retrain import resume_retrain, start_retrain
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +51,13 @@ def budget_config(budget: Budget, model: Mapping, data: Mapping, seed: int) -> R
     changes.update({"data.crop_size": budget.crop, "train.epochs": budget.epochs,
                     "train.batch_size": budget.batch_size, "train.val_every": 1, "train.seed": seed,
                     "train.precision": budget.precision, "train.threads": budget.threads,
-                    "latency.threads": 1, "latency.devices": ["cpu"] if budget.measure_latency else []})
-    cfg = build_config(budget.preset, model, changes=changes)
-    # The quick preset scores only its first 32 validation images, and a None change means "keep the preset's
-    # value", so the whole subset is asked for after the merge.
-    cfg.train = dataclasses.replace(cfg.train, val_max_images=None)
-    return cfg
+                    "latency.threads": 1, "latency.devices": ["cpu"] if budget.measure_latency else [],
+                    "train.val_max_images": NULL})  # the whole validation subset (the quick preset scores 32)
+    return build_config(budget.preset, model, changes=changes)
 
 
 def retrain_once(cfg: RetrainConfig, out: str | Path) -> Path:
     """Run the retrain of ``cfg`` into ``out``, resume it if it was interrupted, or do nothing if it finished."""
-    from hnanas.pipeline.retrain import resume_retrain, start_retrain
-
     out = Path(out)
     if (out / "metrics.json").exists():
         return out

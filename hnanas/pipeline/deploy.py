@@ -21,9 +21,12 @@ import numpy as np
 import torch
 
 from hnanas.errors import HnanasError
+from hnanas.fileio import write_bytes
+from hnanas.latency import machine
+from hnanas.latency import table as latency_table
 from hnanas.nas.models import Normalized, main_output
 from hnanas.ops import reparameterize_model
-from hnanas.pipeline.sources import spec_space_genotype
+from hnanas.pipeline.sources import deploy_size, spec_space_genotype
 from hnanas.runtime import DEVICES, check_device, export_onnx, get_device, make_session, session_settings, time_session
 
 log = logging.getLogger(__name__)
@@ -118,8 +121,6 @@ def export_checked(net: torch.nn.Module, example: torch.Tensor, metadata: Mappin
                                          generator=torch.Generator().manual_seed(1)) * 255,
                    "exported model (second size)")
     if path is not None:
-        from hnanas.fileio import write_bytes
-
         write_bytes(path, data)
     return data
 
@@ -142,8 +143,6 @@ def local_devices() -> list[str]:
 def find_table(spec: Mapping, device: str, threads: int | None) -> tuple[Path | None, int]:
     """The latency table for ``spec``'s space on ``device`` and the thread count to time with: ``threads`` when
     given, else the table's (the device's default preferred when several exist), else the device's default."""
-    from hnanas.latency import table as latency_table
-
     space, _ = spec_space_genotype(spec)
     default = get_device(device).default_threads
     if space is None:
@@ -151,10 +150,8 @@ def find_table(spec: Mapping, device: str, threads: int | None) -> tuple[Path | 
     if threads is not None:
         path = latency_table.default_table_path(space, device, threads)
         return (path if path.is_file() else None), threads
-    from hnanas.latency.machine import machine_tables_dir
-
     found: set[int] = set()
-    for folder in latency_table.table_dirs() + [machine_tables_dir()]:
+    for folder in latency_table.table_dirs() + [machine.machine_tables_dir()]:
         for path in folder.glob(f"{space.name}_{device}_t*.csv"):
             m = re.fullmatch(rf"{re.escape(space.name)}_{re.escape(device)}_t(\d+)\.csv", path.name)
             if m:
@@ -167,17 +164,16 @@ def find_table(spec: Mapping, device: str, threads: int | None) -> tuple[Path | 
 
 def predicted_ms(spec: Mapping, device: str, threads: int) -> tuple[float | None, str]:
     """The table's prediction for ``spec`` on ``device`` at ``threads``, or ``None`` with the reason."""
-    from hnanas.latency.table import LatencyTable, default_table_path
-
     space, genotype = spec_space_genotype(spec)
     if space is None:
         return None, "baseline network: latency tables price search-space networks only"
-    path = default_table_path(space, device, threads)
+    path = latency_table.default_table_path(space, device, threads)
     if not path.is_file():
         return None, (f"no latency table at {path}; measure one with `hnanas profile --space "
                       f"{space.name} --latency-device {device}`")
     try:
-        return float(LatencyTable.load(path, space=space, device=device).predict(genotype, space).total_ms), str(path)
+        table = latency_table.LatencyTable.load(path, space=space, device=device)
+        return float(table.predict(genotype, space).total_ms), str(path)
     except HnanasError as exc:
         return None, str(exc)
 
@@ -186,8 +182,6 @@ def measure_latency(onnx_bytes: bytes, spec: Mapping, *, devices: Sequence[str] 
                     threads: int | None = None, size: Sequence[int] | None = None, sessions: int = 3) -> dict:
     """``{device: {measured_ms, predicted_ms, threads, providers, size, sessions_ms, table}}``: the median of
     ``sessions`` fresh sessions' median latencies at ``size`` (default: the deploy size) on every device."""
-    from hnanas.pipeline.sources import deploy_size
-
     h, w = (int(size[0]), int(size[1])) if size else deploy_size(spec)
     feeds = {"input": np.random.default_rng(0).uniform(0, 255, (1, 1, h, w)).astype(np.float32)}
     result = {}

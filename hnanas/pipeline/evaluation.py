@@ -26,7 +26,9 @@ from hnanas.data.loading import MismatchPolicy, decode_image, load_mask, usable_
 from hnanas.errors import HnanasError
 from hnanas.fileio import atomic_path
 from hnanas.metrics import IRSTMetrics
+from hnanas.pipeline.scoring import score_split_predictions
 from hnanas.progress import progress
+from hnanas.runtime import make_session
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ def checkpoint_dataset(model_path: str | Path) -> tuple[str | None, str | None, 
     path = Path(model_path)
     if path.suffix.lower() == ".onnx" or not path.is_file():
         return None, None, None
-    from hnanas.runs import load_checkpoint
+    from hnanas.runs import load_checkpoint  # torch: here, so that scoring ONNX models or PNGs starts without it
 
     data = (load_checkpoint(path).get("config") or {}).get("data") or {}
     return data.get("dataset"), data.get("data_root"), data.get("split")
@@ -82,6 +84,7 @@ def checkpoint_dataset(model_path: str | Path) -> tuple[str | None, str | None, 
 
 def _torch_predictions(path: Path, index: DatasetIndex, ids: list[str], on_mismatch: MismatchPolicy, device: str
                        ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    # torch and everything built on it: imported here, so that scoring ONNX models or PNG folders starts without it
     from hnanas.data import NormStats, norm_stats
     from hnanas.data.torch_data import EvalDataset, SampleStore
     from hnanas.pipeline.sources import model_from_checkpoint
@@ -118,8 +121,6 @@ def onnx_model(path: str | Path, device: str = "cpu"):
     one raw image (float32 HxW, 0..255; padded at the bottom/right to a multiple of 32, or to the model's fixed
     size, with the training mean from the model's ``hnanas.input_norm``), returning sigmoid probabilities at the
     image's size."""
-    from hnanas.runtime import make_session
-
     session = make_session(Path(path), device, threads=0)
     norm = onnx_input_norm(session)
     pad_value = norm[0] if norm else 0.0
@@ -154,8 +155,6 @@ def _onnx_predictions(path: Path, index: DatasetIndex, ids: list[str], on_mismat
 def evaluate_predictions(pred_dir: str | Path, index: DatasetIndex, split: str | None = None, *,
                          on_mismatch: MismatchPolicy = "resize") -> dict:
     """Metrics of a folder of ``<id>.png`` predictions (see :mod:`hnanas.pipeline.scoring`)."""
-    from hnanas.pipeline.scoring import score_split_predictions
-
     return {**score_split_predictions(pred_dir, index, split, on_mismatch=on_mismatch), "model": None,
             "predictions": str(pred_dir)}
 

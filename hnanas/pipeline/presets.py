@@ -15,12 +15,11 @@ errors) override the preset.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from hnanas.config import from_dict
+from hnanas.config import layered, override
 from hnanas.data import DataConfig
 from hnanas.errors import ConfigError
 from hnanas.fileio import read_yaml
@@ -139,42 +138,16 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def merge_into(base: dict, extra: Mapping, where: str = "") -> dict:
-    """Deep-merge mapping ``extra`` into ``base`` (in place; nested mappings merge, other values replace)."""
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            merge_into(base[key], value, f"{where}{key}.")
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
-def dotted(changes: Mapping[str, Any]) -> dict:
-    """``{"train.epochs": 3}`` -> ``{"train": {"epochs": 3}}``; ``None`` values (flags not given) are dropped."""
-    out: dict = {}
-    for key, value in changes.items():
-        if value is None:
-            continue
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
-
-
 def build_config(preset: str, model: Mapping, *, base: Mapping | None = None, file: str | Path | None = None,
                  changes: Mapping[str, Any] | None = None) -> RetrainConfig:
     """The resolved config: defaults < ``base`` (e.g. a search run's data section) < preset ``preset`` <
-    ``file`` (a YAML mapping of RetrainConfig keys) < ``changes`` (dotted keys from the command line; None
-    values skipped); the model comes from ``model`` only. Every layer is checked strictly (unknown keys are
-    errors naming their source)."""
+    ``file`` (a YAML mapping of RetrainConfig keys) < ``changes`` (dotted keys from the command line:
+    :func:`hnanas.config.nest`); the model comes from ``model`` only. Every layer is checked strictly (unknown
+    keys are errors naming their source)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    data: dict = {"model": dict(model), "preset": preset}
-    merge_into(data, base or {})
-    merge_into(data, PRESETS[preset])
-    from_dict(RetrainConfig, data, source=f"preset {preset}")
+    layers: list[tuple[str, Mapping]] = [("defaults", {"model": dict(model), "preset": preset}),
+                                         ("search run", base or {}), (f"preset {preset}", PRESETS[preset])]
     if file is not None:
         extra = read_yaml(file) or {}
         if not isinstance(extra, Mapping):
@@ -182,7 +155,5 @@ def build_config(preset: str, model: Mapping, *, base: Mapping | None = None, fi
         if "model" in extra:
             raise ConfigError(f"{file}: 'model' is chosen on the command line (--genotype/--space or --model), "
                               f"not in the config file; remove it")
-        merge_into(data, extra)
-        from_dict(RetrainConfig, data, source=str(file))
-    merge_into(data, dotted(changes or {}))
-    return from_dict(RetrainConfig, data, source="command line")
+        layers.append((str(file), extra))
+    return override(layered(RetrainConfig, layers), changes or {}, source="command line")

@@ -23,14 +23,14 @@ from typing import Iterator, Mapping
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from hnanas.config import to_dict
+from hnanas.config import nest, to_dict
 from hnanas.data import build_data
 from hnanas.envinfo import environment
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_json, write_json
 from hnanas.nas.models import build_model
 from hnanas.pipeline.finish import RetrainResult, finish_retrain
-from hnanas.pipeline.presets import RetrainConfig, dotted
+from hnanas.pipeline.presets import RetrainConfig
 from hnanas.pipeline.sources import resolve_spec
 from hnanas.progress import progress
 from hnanas.runs import RunDir, restore_rng_state, rng_state
@@ -60,7 +60,7 @@ def resume_retrain(out: str | Path, changes: Mapping | None = None) -> RetrainRe
     run = RunDir.create(out, resume=True)
     cfg = run.read_config(RetrainConfig)
     saved = to_dict(cfg)
-    for section, values in dotted(changes or {}).items():
+    for section, values in nest(changes or {}).items():
         for key, value in (values.items() if isinstance(values, dict) else [(None, values)]):
             have = saved.get(section) if key is None else saved.get(section, {}).get(key)
             if have != value:

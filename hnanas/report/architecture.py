@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 from hnanas.errors import HnanasError
 from hnanas.nas.genotype import Genotype, genotype_from_dict
-from hnanas.nas.space import INPUT, SearchSpace
+from hnanas.nas.space import INPUT, SearchSpace, load_space
 from hnanas.report.runs import RunRecord
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,8 @@ def architecture_layout(space: SearchSpace, genotype: Genotype, breakdown: Mappi
 
 
 def _space_and_genotype(run: RunRecord) -> tuple[SearchSpace, Genotype] | None:
-    from hnanas.nas.space import load_space
-    from hnanas.pipeline.sources import read_search_run, spec_space_genotype
+    from hnanas.pipeline.sources import read_search_run, spec_space_genotype  # imports torch: here, so that
+    # `hnanas report` on runs without an architecture to draw starts without it
 
     if run.model_spec is not None:
         if run.model_spec.get("kind") != "nested":
@@ -117,7 +117,7 @@ def _space_and_genotype(run: RunRecord) -> tuple[SearchSpace, Genotype] | None:
 
 def _table_breakdown(run: RunRecord, space: SearchSpace, genotype: Genotype, devices: Sequence[str]
                      ) -> tuple[dict | None, str]:
-    from hnanas.latency.table import LatencyTable
+    from hnanas.latency.table import LatencyTable  # these two import torch (see _space_and_genotype)
     from hnanas.pipeline.deploy import find_table
 
     spec = run.model_spec or {}

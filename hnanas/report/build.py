@@ -91,7 +91,7 @@ def write_report(patterns: Sequence[str | os.PathLike], out: str | os.PathLike |
     devices = report_devices(runs, devices)
     rows = runs_table(runs, devices)
 
-    from hnanas.report.figures import draw_architecture, draw_pareto
+    from hnanas.report.figures import draw_architecture, draw_pareto  # drawing only: the data needs no figures
 
     written: list[Path] = []
     pareto_pngs = {}

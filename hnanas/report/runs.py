@@ -68,7 +68,7 @@ class RunRecord:
         if self.metrics and self.metrics.get("model"):
             return str(self.metrics["model"])
         if self.model_spec:
-            from hnanas.pipeline.sources import spec_name
+            from hnanas.pipeline.sources import spec_name  # imports torch: only for runs that have a spec
 
             return spec_name(self.model_spec)
         model = (self.retrain_config or {}).get("model") or {}

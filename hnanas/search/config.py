@@ -6,8 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hnanas.config import from_dict, override, to_dict
+from hnanas.config import layered, override
 from hnanas.data.bundle import DataConfig
+from hnanas.errors import ConfigError
 
 
 @dataclass
@@ -143,17 +144,13 @@ PRESETS: dict[str, dict] = {
 
 
 def preset_config(name: str) -> SearchConfig:
-    base = to_dict(SearchConfig(preset=name))  # type: ignore[arg-type]
-    for key, value in PRESETS[name].items():
-        if isinstance(value, dict):
-            base[key].update(value)
-        else:
-            base[key] = value
-    return from_dict(SearchConfig, base, source=f"preset {name}")
+    if name not in PRESETS:
+        raise ConfigError(f"unknown search preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return layered(SearchConfig, [("defaults", {"preset": name}), (f"preset {name}", PRESETS[name])])
 
 
 def resolve_config(preset: str, changes: dict, source: str = "command line") -> SearchConfig:
-    """The preset's config with ``changes`` (dotted keys, None = keep) applied and checked."""
+    """The preset's config with ``changes`` (dotted keys; :func:`hnanas.config.nest`) applied and checked."""
     return override(preset_config(preset), changes, source=source)
 
 

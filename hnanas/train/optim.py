@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hnanas.errors import ConfigError
+from hnanas.losses import build_loss
 
 OPTIMIZERS: tuple[str, ...] = ("adagrad", "adamw", "sgd")
 SCHEDULERS: tuple[str, ...] = ("cosine", "constant")
@@ -85,8 +86,6 @@ class _Cosine:
 def build_train_loss(name: str = "softiou") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A training loss: one of :func:`hnanas.losses.list_losses`, or several joined by ``+`` (their sum, e.g.
     ``softiou+bce``: SoftIoU for the region, BCE to push the many background pixels down early)."""
-    from hnanas.losses import build_loss
-
     parts = [p.strip() for p in str(name).split("+")]
     if not all(parts):
         raise ConfigError(f"malformed loss {name!r}; use a loss name or names joined by '+', e.g. softiou+bce")
