@@ -32,8 +32,8 @@ from hnanas.nas.models import build_model
 from hnanas.pipeline.finish import RetrainResult, finish_retrain
 from hnanas.pipeline.presets import RetrainConfig
 from hnanas.pipeline.sources import resolve_spec
-from hnanas.progress import progress
-from hnanas.runs import RunDir, restore_rng_state, rng_state
+from hnanas.runs import RunDir
+from hnanas.train.epochs import RETRAIN_KEYS, Trainee, run_epochs
 from hnanas.train.fastpath import choose_path, path_named
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
@@ -125,13 +125,11 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
             path = choose_path(t.precision, model, loader, loss_fn, log=log.info)
         path.prepare(model)
         log.info("train path: %s", path.name)
+        trainee = Trainee(model, optimizer, scheduler, keys=RETRAIN_KEYS)
         if state is not None:
             if state.get("model_spec") != spec:
                 raise HnanasError(f"{run.file('last.pt')}: holds another model than {run.file('model.json')}")
-            model.load_state_dict(state["model_state"])
-            optimizer.load_state_dict(state["optimizer_state"])
-            scheduler.load_state_dict(state["scheduler_state"])
-            restore_rng_state(state["rng"])
+            trainee.restore(state)
             start, best = int(state["epoch"]), dict(state["best"])
             dropped = csv_log.truncate_after(start)
             log.info("resuming after epoch %d of %d (dropped %d log rows written after that checkpoint)", start,
@@ -140,43 +138,45 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
             csv_log.truncate_after(0)
             log.info("no checkpoint yet in %s; starting from epoch 1", run.path)
 
-        def checkpoint(epoch: int, extra: dict | None = None) -> dict:
+        def checkpoint(epoch: int) -> dict:
             weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             return {"kind": "retrain", "epoch": epoch, "step": epoch * steps_per_epoch, "model_spec": spec,
                     "input_norm": input_norm, "model_state": weights, "config": to_dict(cfg), "best": dict(best),
                     "train_path": path.name,
-                    "environment": environment({"torch_device": str(device)}), **(extra or {})}
+                    "environment": environment({"torch_device": str(device)})}
 
-        with progress(total=t.epochs, initial=start, desc="retrain", unit="epoch") as bar:
-            for epoch in range(start, t.epochs):
-                started = time.perf_counter()
-                data.train.set_epoch(epoch)
-                sampler.set_epoch(epoch)
-                stats = train_epoch(model, loader, loss_fn, optimizer, scheduler=scheduler, path=path,
-                                    grad_clip=cfg.optim.grad_clip, desc=f"epoch {epoch + 1}/{t.epochs}")
-                row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": stats["loss"],
-                       "lr": stats["lr"], "seconds": stats["seconds"]}
-                last = epoch + 1 == t.epochs
-                if val_loader is not None and ((epoch + 1) % t.val_every == 0 or last):
-                    vm = evaluate(model, val_loader, threshold=t.threshold, loss_fn=loss_fn, desc="validate")
-                    row.update({f"val_{k}": vm[k] for k in ("loss", "iou", "niou", "pd", "fa")})
-                    if best["val_iou"] is None or vm["iou"] > best["val_iou"]:
-                        best = {"epoch": epoch + 1, "val_iou": vm["iou"], "val_niou": vm["niou"], "val_pd": vm["pd"],
-                                "val_fa": vm["fa"], "val_images": vm["n_images"]}
-                        run.save_checkpoint(checkpoint(epoch + 1), "best.pt")
-                elif val_loader is None and last:  # nothing to choose with: the last epoch is the result
-                    best = {"epoch": epoch + 1, "val_iou": None}
+        shown = {"loss": "-"}  # the progress bar's postfix
+
+        def one_epoch(epoch: int) -> dict:
+            nonlocal best
+            started = time.perf_counter()
+            data.train.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            stats = train_epoch(model, loader, loss_fn, optimizer, scheduler=scheduler, path=path,
+                                grad_clip=cfg.optim.grad_clip, desc=f"epoch {epoch + 1}/{t.epochs}")
+            row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": stats["loss"],
+                   "lr": stats["lr"], "seconds": stats["seconds"]}
+            last = epoch + 1 == t.epochs
+            if val_loader is not None and ((epoch + 1) % t.val_every == 0 or last):
+                vm = evaluate(model, val_loader, threshold=t.threshold, loss_fn=loss_fn, desc="validate")
+                row.update({f"val_{k}": vm[k] for k in ("loss", "iou", "niou", "pd", "fa")})
+                if best["val_iou"] is None or vm["iou"] > best["val_iou"]:
+                    best = {"epoch": epoch + 1, "val_iou": vm["iou"], "val_niou": vm["niou"], "val_pd": vm["pd"],
+                            "val_fa": vm["fa"], "val_images": vm["n_images"]}
                     run.save_checkpoint(checkpoint(epoch + 1), "best.pt")
-                row["seconds"] = time.perf_counter() - started
-                row["best_val_iou"] = best["val_iou"]
-                csv_log.append(row)
-                run.save_checkpoint(checkpoint(epoch + 1, {
-                    "optimizer_state": optimizer.state_dict(), "scheduler_state": scheduler.state_dict(),
-                    "rng": rng_state()}), "last.pt")
-                bar.update()
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", best_val_iou=_fmt(best["val_iou"]), refresh=False)
-                log.info("epoch %d/%d: loss %.4f, lr %.3g%s", epoch + 1, t.epochs, stats["loss"], stats["lr"],
-                         f", val IoU {row['val_iou']:.4f}" if "val_iou" in row else "")
+            elif val_loader is None and last:  # nothing to choose with: the last epoch is the result
+                best = {"epoch": epoch + 1, "val_iou": None}
+                run.save_checkpoint(checkpoint(epoch + 1), "best.pt")
+            row["seconds"] = time.perf_counter() - started
+            row["best_val_iou"] = best["val_iou"]
+            csv_log.append(row)
+            log.info("epoch %d/%d: loss %.4f, lr %.3g%s", epoch + 1, t.epochs, stats["loss"], stats["lr"],
+                     f", val IoU {row['val_iou']:.4f}" if "val_iou" in row else "")
+            shown["loss"] = f"{stats['loss']:.4f}"
+            return checkpoint(epoch + 1)
+
+        run_epochs(trainee, start, t.epochs, one_epoch, lambda epoch, state: run.save_checkpoint(state, "last.pt"),
+                   desc="retrain", postfix=lambda: {**shown, "best_val_iou": _fmt(best["val_iou"])})
         model.to(memory_format=torch.contiguous_format)
         return finish_retrain(run, cfg, spec, model, data, best)
 

@@ -20,7 +20,6 @@ from hnanas.data.torch_data import TrainDataset
 from hnanas.fileio import write_json
 from hnanas.latency.expected import EdgeLatencyModel, OpLatencyModel
 from hnanas.nas.genotype import Genotype, genotype_from_dict, make_genotype
-from hnanas.runs import restore_rng_state, rng_state
 from hnanas.search import distributed as dd
 from hnanas.search.config import stage_config
 from hnanas.search.context import SearchContext, ShardSampler
@@ -28,6 +27,7 @@ from hnanas.search.plots import draw_arch_probs, draw_search_curves
 from hnanas.search.searchers import EdgeSearcher, OpSearcher
 from hnanas.search.strategy import Strategy, register_strategy
 from hnanas.search.supernet import OpSupernet, TopologySupernet, edge_gates
+from hnanas.train.epochs import SEARCH_KEYS, Trainee, run_epochs
 from hnanas.train.fastpath import FP32, TrainPath, choose_path, path_named
 from hnanas.train.loop import evaluate, train_epoch
 from hnanas.train.optim import build_optimizer, build_scheduler
@@ -196,17 +196,16 @@ class TwoStage(Strategy):
         ctx = self.ctx
         cfg, scfg = ctx.cfg, stage_config(ctx.cfg, stage)
         net, searcher, opt, sched = self.build(stage, topology)
+        trainee = Trainee(net, opt, sched, keys=SEARCH_KEYS)
         start = 0
         if state is not None:
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
             searcher.load_state_dict(state["searcher"])
             searcher.generator.set_state(state["generator"])
-            restore_rng_state(state["rng"])
+            trainee.restore(state)
             start = state["epoch"] + 1
         path = self.train_path(net, searcher, stage, start, state)
-        for epoch in range(start, scfg.epochs):
+
+        def one_epoch(epoch: int) -> dict | None:
             t0 = time.time()
             searcher.epoch = epoch
             ctx.set_train_epoch(epoch_key(stage, epoch))
@@ -224,17 +223,20 @@ class TwoStage(Strategy):
             derived, forward = self.derived_forward(searcher)
             val = evaluate(net, ctx.val_loader, forward=forward, desc="validate") if ctx.d.main else {}
             row = stage_row(ctx, searcher, stage, epoch, stats, arch_losses, val, derived, time.time() - t0)
-            if ctx.d.main:
-                self.log.append(row)
-                write_json(ctx.run.file(f"arch/stage{stage}_epoch{epoch + 1:03d}.json"), searcher.snapshot())
-                ctx.run.save_checkpoint({
-                    "stage": stage, "epoch": epoch, "topology": topology.to_dict() if topology else None,
-                    "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            if not ctx.d.main:
+                return None
+            self.log.append(row)
+            write_json(ctx.run.file(f"arch/stage{stage}_epoch{epoch + 1:03d}.json"), searcher.snapshot())
+            log.info("stage %d epoch %d/%d: loss %.4f, val IoU %s, E[latency] %.2f ms, derived %.2f ms, "
+                     "entropy %.3f (%.0f s)", stage, epoch + 1, scfg.epochs, stats["loss"],
+                     f"{100 * row['val_iou']:.1f} %" if row["val_iou"] != "" else "n/a",
+                     row["expected_latency_ms"], row["derived_latency_ms"], row["entropy"], row["seconds"])
+            return {"stage": stage, "epoch": epoch, "topology": topology.to_dict() if topology else None,
                     "searcher": searcher.state_dict(), "generator": searcher.generator.get_state(),
-                    "rng": rng_state(), "config_preset": cfg.preset, "train_path": path.name}, STATE)
-                log.info("stage %d epoch %d/%d: loss %.4f, val IoU %s, E[latency] %.2f ms, derived %.2f ms, "
-                         "entropy %.3f (%.0f s)", stage, epoch + 1, scfg.epochs, stats["loss"],
-                         f"{100 * row['val_iou']:.1f} %" if row["val_iou"] != "" else "n/a",
-                         row["expected_latency_ms"], row["derived_latency_ms"], row["entropy"], row["seconds"])
-            dd.barrier(ctx.d)
+                    "config_preset": cfg.preset, "train_path": path.name}
+
+        def save(epoch: int, entries: dict) -> None:
+            ctx.run.save_checkpoint(entries, STATE)
+
+        run_epochs(trainee, start, scfg.epochs, one_epoch, save, after=lambda: dd.barrier(ctx.d))
         return searcher.derive(name="stage1" if stage == 1 else "searched"), net

@@ -2,6 +2,8 @@
 and training paths. The retrain/evaluate/export pipeline built on it is :mod:`hnanas.pipeline`.
 
 - :mod:`hnanas.train.loop`: ``train_epoch``, ``evaluate``, ``predict``
+- :mod:`hnanas.train.epochs`: the checkpointed epoch loop of search stages and retrain (``Trainee``,
+  ``run_epochs``)
 - :mod:`hnanas.train.optim`: ``build_optimizer``, ``build_scheduler``, ``build_train_loss``, ``set_seed``,
   ``resolve_device``
 - :mod:`hnanas.train.loaders`: seeded epoch sampling (``EpochSampler``) and evaluation loaders
