@@ -46,6 +46,7 @@ class Attempt:
     saved: bool = False  # at the kill, the run had saved progress (a checkpoint, a partial table)
     newest: str = ""  # the newest file of the output at the kill (where the run was)
     error: str = ""
+    first_file_s: float | None = None  # seconds until the output's first file (when launch watched for it)
 
 
 @dataclass
@@ -58,31 +59,33 @@ def env_for(ws: Path, extra: dict | None = None) -> dict:
 
 
 def launch(argv: list[str], ws: Path, out: Path, kill_after: float | None, how: str, extra_env: dict | None = None,
-           timeout: float = 900, saved: str = "-", first: list | None = None) -> Attempt:
+           timeout: float = 900, saved: str = "-", watch_first: bool = False) -> Attempt:
     """Run ``hnanas ARGV`` in its own process group; SIGKILL the group after ``kill_after`` seconds if it still
-    runs (None: let it finish). ``first``, when given, receives the seconds until the output's first file."""
+    runs (None: let it finish). ``watch_first``: record the seconds until the output's first file
+    (``Attempt.first_file_s``)."""
     err = ws / "logs" / f"{time.monotonic_ns()}.err"
     err.parent.mkdir(exist_ok=True)
     start = time.perf_counter()
     with open(err, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "hnanas", *argv], env=env_for(ws, extra_env), cwd=ws,
                                 stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
+    first = None
     try:
-        while first is not None and not first and proc.poll() is None:
+        while watch_first and first is None and proc.poll() is None:
             if out.exists() and any(p.is_file() for p in out.rglob("*")):
-                first.append(time.perf_counter() - start)
+                first = time.perf_counter() - start
             time.sleep(0.05)
         proc.wait(timeout=kill_after if kill_after is not None else timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # our own process group: the command and any child of it
         proc.wait()
         return Attempt(how, round(time.perf_counter() - start, 2), None, temp_files(out) if out.exists() else [],
-                       any(out.glob(saved)), newest(out))
+                       any(out.glob(saved)), newest(out), first_file_s=first)
     lines = [ln for ln in err.read_text().splitlines() if ln.strip()]
     rc = proc.returncode
     return Attempt(how, round(time.perf_counter() - start, 2), rc, temp_files(out) if rc < 0 and out.exists() else [],
                    rc < 0 and any(out.glob(saved)), newest(out) if rc < 0 else "",
-                   "" if rc == 0 else (lines[-1] if lines else f"exit {rc}"))
+                   "" if rc == 0 else (lines[-1] if lines else f"exit {rc}"), first)
 
 
 def newest(out: Path) -> str:
@@ -285,11 +288,10 @@ def main(argv: list[str] | None = None) -> int:
             if not (case.name == "profile" and args.no_profile_reference):
                 t0 = time.perf_counter()
                 ref_out = ws / "reference" / case.name
-                first: list[float] = []
-                done = launch(case.fresh(ref_out), ws, case.folder(ref_out), None, "fresh", first=first)
+                done = launch(case.fresh(ref_out), ws, case.folder(ref_out), None, "fresh", watch_first=True)
                 if done.rc != 0:
                     raise RuntimeError(f"the uninterrupted {case.name} failed: {done.error}")
-                reference = {"seconds": time.perf_counter() - t0, "startup": first[0] if first else 0.0,
+                reference = {"seconds": time.perf_counter() - t0, "startup": done.first_file_s or 0.0,
                              "folder": case.folder(ref_out),
                              "results": case.results(case.folder(ref_out))}
                 print(f"reference {case.name}: {reference['seconds']:.0f} s (first file after "
