@@ -195,6 +195,29 @@ def test_halving_does_not_train_a_network_twice(assets, tmp_path, monkeypatch):
     assert len(networks) == len(set(networks)) == 5
 
 
+def test_a_network_repeating_a_stopped_candidate_is_told_as_stopped():
+    import optuna
+
+    from hnanas.search.halving import Halving
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    first = study.ask()
+    first.report(0.9, 1)
+    first.report(0.8, 2)
+    study.tell(first, state=optuna.trial.TrialState.PRUNED)  # stopped at its rung: Optuna keeps 0.8 as its value
+    halving = Halving.__new__(Halving)  # replay needs only the log
+    rows = []
+    halving.log = type("Log", (), {"append": lambda self, row: rows.append(row)})()
+    again = study.ask()
+    state, value = halving.replay(again, study.trials[0], 1.0)
+    study.tell(again, value, state=state)  # a value with PRUNED would be refused by Optuna
+    repeat = study.trials[1]
+    assert repeat.state == optuna.trial.TrialState.PRUNED and repeat.value == study.trials[0].value
+    assert repeat.intermediate_values == {1: 0.9, 2: 0.8} and repeat.user_attrs["same_as"] == 0
+    assert rows == [{"trial": 1, "epoch": 0, "predicted_ms": 1.0, "state": "same as 0"}]
+
+
 def test_search_command_runs_the_halving_strategy(assets, tmp_path, capsys):
     from hnanas.cli import main
 

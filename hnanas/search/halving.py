@@ -148,7 +148,7 @@ class Halving(Strategy):
         rows = [r for r in self.log.rows() if int(r["trial"]) == best.number]
         return {"final_val_iou": float(rows[-1]["val_iou"]), "halving": {
             "trained": sum(map(trained, self.study.trials)),
-            "same_as_earlier": sum("same_as" in t.user_attrs for t in self.study.trials),
+            "same_as_earlier": sum("same_as" in t.user_attrs for t in self.study.get_trials(states=DONE)),
             "drawn": sum(t.state != optuna.trial.TrialState.WAITING for t in self.study.trials),
             "best_trial": best.number, "best_epochs": len(rows),
             "best_score": best.intermediate_values[max(best.intermediate_values)], "target_ms": self.target_ms,
@@ -216,7 +216,8 @@ class Halving(Strategy):
         trial.set_user_attr("same_as", twin.number)
         self.log.append({"trial": trial.number, "epoch": 0, "predicted_ms": round(ms, 4),
                          "state": f"same as {twin.number}"})
-        return twin.state, twin.value
+        # a stopped twin is told as stopped without a value (Optuna takes its last reported score)
+        return twin.state, twin.value if twin.state == optuna.trial.TrialState.COMPLETE else None
 
     def suggest(self, trial: optuna.Trial) -> Genotype:
         params = {key: trial.suggest_categorical(key, choices) for key, _, _, choices in self.param_space()}
