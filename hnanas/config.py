@@ -189,10 +189,13 @@ def override(obj: T, changes: Mapping[str, Any], *, source: str = "override") ->
     :data:`NULL` = None), checked as in ``from_dict``: ``{"optim.lr": 0.01}``."""
     data = to_dict(obj)
     for key in changes:
-        node = data
+        node, path = data, []
         for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                known = ", ".join(sorted(node)) if isinstance(node, dict) else "none: not a section"
-                raise ConfigError(f"{source}: unknown key {key!r} (known at {part!r}: {known})")
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: unknown key {key!r} ({'.'.join(path)} is a value, not a section)")
+            if part not in node:
+                raise ConfigError(f"{source}: unknown key {key!r} (known{' in ' + '.'.join(path) if path else ''}: "
+                                  f"{', '.join(sorted(node))})")
             node = node[part]
+            path.append(part)
     return from_dict(type(obj), merge(data, nest(changes)), source=source)

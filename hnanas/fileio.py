@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import signal
 import socket
@@ -187,3 +188,14 @@ def stable_hash(obj: Any, length: int = 12) -> str:
     """Hash of a JSON-serialisable object that does not depend on key order or formatting."""
     canon = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
     return sha256_bytes(canon.encode("utf-8"))[:length]
+
+
+def json_safe(value: Any) -> Any:
+    """NaN (e.g. Pd of a split without targets) becomes null, so the JSON files are strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -40,10 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from hnanas.errors import HnanasError
-    from hnanas.fileio import write_json
+    from hnanas.fileio import json_safe, write_json
     from hnanas.metrics import format_metrics
     from hnanas.pipeline.evaluation import evaluate_model_file, evaluate_predictions, open_eval_dataset
-    from hnanas.pipeline.finish import json_safe
 
     policy = args.on_mismatch or "resize"
     if args.pred:

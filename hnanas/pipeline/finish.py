@@ -11,14 +11,13 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Subset
 
 from hnanas.data import DataBundle
-from hnanas.fileio import write_json
+from hnanas.fileio import json_safe, write_json
 from hnanas.ops import count_macs, count_params
 from hnanas.pipeline.deploy import (deploy_network, export_checked, measure_latency, onnx_metadata,
                                  reparameterize_checked)
@@ -40,17 +39,6 @@ class RetrainResult:
     metrics: dict
     latency: dict
     summary: str
-
-
-def json_safe(value: Any) -> Any:
-    """NaN (e.g. Pd of a split without targets) becomes null, so the JSON files are strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _training_budget(run: RunDir, cfg: RetrainConfig, steps_per_epoch: int, train_path: str) -> dict:

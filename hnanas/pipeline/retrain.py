@@ -170,13 +170,17 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
             row["seconds"] = time.perf_counter() - started
             row["best_val_iou"] = best["val_iou"]
             csv_log.append(row)
-            log.info("epoch %d/%d: loss %.4f, lr %.3g%s", epoch + 1, t.epochs, stats["loss"], stats["lr"],
-                     f", val IoU {row['val_iou']:.4f}" if "val_iou" in row else "")
             shown["loss"] = f"{stats['loss']:.4f}"
+            shown["said"] = (f"epoch {epoch + 1}/{t.epochs}: loss {stats['loss']:.4f}, lr {stats['lr']:.3g}"
+                             + (f", val IoU {row['val_iou']:.4f}" if "val_iou" in row else ""))
             return checkpoint(epoch + 1)
 
-        run_epochs(trainee, start, t.epochs, one_epoch, lambda epoch, state: run.save_checkpoint(state, "last.pt"),
-                   desc="retrain", postfix=lambda: {**shown, "best_val_iou": _fmt(best["val_iou"])})
+        def save(epoch: int, state: dict) -> None:
+            run.save_checkpoint(state, "last.pt")
+            log.info("%s", shown["said"])  # after the save: a logged epoch is never redone by a resume
+
+        run_epochs(trainee, start, t.epochs, one_epoch, save, desc="retrain",
+                   postfix=lambda: {"loss": shown["loss"], "best_val_iou": _fmt(best["val_iou"])})
         model.to(memory_format=torch.contiguous_format)
         return finish_retrain(run, cfg, spec, model, data, best)
 

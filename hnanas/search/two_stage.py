@@ -227,16 +227,19 @@ class TwoStage(Strategy):
                 return None
             self.log.append(row)
             write_json(ctx.run.file(f"arch/stage{stage}_epoch{epoch + 1:03d}.json"), searcher.snapshot())
-            log.info("stage %d epoch %d/%d: loss %.4f, val IoU %s, E[latency] %.2f ms, derived %.2f ms, "
-                     "entropy %.3f (%.0f s)", stage, epoch + 1, scfg.epochs, stats["loss"],
-                     f"{100 * row['val_iou']:.1f} %" if row["val_iou"] != "" else "n/a",
-                     row["expected_latency_ms"], row["derived_latency_ms"], row["entropy"], row["seconds"])
+            said[epoch] = (f"stage {stage} epoch {epoch + 1}/{scfg.epochs}: loss {stats['loss']:.4f}, val IoU "
+                           + (f"{100 * row['val_iou']:.1f} %" if row["val_iou"] != "" else "n/a")
+                           + f", E[latency] {row['expected_latency_ms']:.2f} ms, derived "
+                           f"{row['derived_latency_ms']:.2f} ms, entropy {row['entropy']:.3f} ({row['seconds']:.0f} s)")
             return {"stage": stage, "epoch": epoch, "topology": topology.to_dict() if topology else None,
                     "searcher": searcher.state_dict(), "generator": searcher.generator.get_state(),
                     "config_preset": cfg.preset, "train_path": path.name}
 
         def save(epoch: int, entries: dict) -> None:
             ctx.run.save_checkpoint(entries, STATE)
+            log.info("%s", said.pop(epoch))  # after the save: a logged epoch is never redone by a resume
+
+        said: dict[int, str] = {}
 
         run_epochs(trainee, start, scfg.epochs, one_epoch, save, after=lambda: dd.barrier(ctx.d))
         return searcher.derive(name="stage1" if stage == 1 else "searched"), net

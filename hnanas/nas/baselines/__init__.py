@@ -1,4 +1,5 @@
-"""Baseline networks, trained and measured through the same path as searched ones (registered in hnanas.nas.models).
+"""Baseline networks, trained and measured through the same path as searched ones (registered as model kinds in
+:mod:`hnanas.nas.model_kinds`).
 
 Importing the package registers the kinds ``dnanet`` (:mod:`hnanas.nas.baselines.dnanet`) and ``repisd``
 (:mod:`hnanas.nas.baselines.repisd`) and their named specs (``dnanet``, ``dnanet_8_128``, ``repisd``).
