@@ -143,6 +143,30 @@ def test_later_passes_retime_only_entries_that_matter_and_keep_the_fastest_sessi
     assert list(frame.median_ms) == [1.5, 0.1, 3.0, 0.2] and list(frame.sessions) == [2, 1, 2, 1]
 
 
+def test_network_timing_repeats_only_until_the_two_fastest_sessions_agree(monkeypatch):
+    """Rounds 1-2 time every network; later rounds only those whose two fastest sessions differ by > 3 %."""
+    script = {"a": [10.0, 10.1], "b": [10.0, 14.0, 13.0, 10.2], "c": [9.0, 12.0, 11.0, 11.5, 11.4]}
+    calls = []
+
+    class Timing:
+        def __init__(self, ms):
+            self.median_ms = ms
+
+    def fake_time(session, **kw):
+        calls.append(session)
+        return Timing(script[session].pop(0))
+
+    monkeypatch.setattr(profiler, "make_session", lambda data, *a, **k: data)
+    monkeypatch.setattr(profiler, "time_session", fake_time)
+    best = profiler.measure_networks({n: n for n in script}, "cpu", 1, rounds=2, agree=0.03, max_rounds=5)
+    assert best == {"a": 10.0, "b": 10.0, "c": 9.0}
+    assert calls == ["a", "b", "c"] * 2 + ["b", "c", "b", "c", "c"]  # c never agrees: stops at max_rounds
+    calls.clear()
+    script.update(a=[1.0, 5.0, 2.0], b=[1.0, 1.0], c=[3.0, 3.0])
+    assert profiler.measure_networks({n: n for n in script}, "cpu", 1, rounds=2) == {"a": 1.0, "b": 1.0, "c": 3.0}
+    assert len(calls) == 6  # without ``agree``: exactly ``rounds`` rounds
+
+
 def test_profile_space_writes_table_with_provenance_and_validates(tiny, tmp_path):
     out = tmp_path / "tiny_cpu_t1.csv"
     table = profile_space(tiny, out, FAST)

@@ -197,18 +197,35 @@ def finish_partial(out: Path) -> None:
 
 
 def measure_networks(models: dict, device: str, threads: int, *, rounds: int = 3, min_time_s: float = 0.4,
-                     desc: str = "measure") -> dict:
+                     desc: str = "measure", agree: float | None = None, max_rounds: int | None = None) -> dict:
     """End-to-end latency of whole networks, measured like table entries: ``rounds`` rounds over all networks
     (one fresh session each), so a busy spell of the shared machine hits each network in one round at most; a
-    network's latency is its lowest session median."""
-    best: dict = {name: float("inf") for name in models}
+    network's latency is its lowest session median. With ``agree`` (a fraction), further rounds (up to
+    ``max_rounds`` in all) time again the networks whose two fastest sessions still differ by more than that, so
+    one slow spell cannot set a network's time."""
+    times: dict = {name: [] for name in models}
+    todo = list(models)
+    limit = max(rounds, max_rounds or rounds)
     with progress(total=rounds * len(models), desc=desc, unit="session") as bar:
-        for _ in range(rounds):
-            for name, data in models.items():
-                t = time_session(make_session(data, device, threads=threads), min_repeats=10, min_time_s=min_time_s)
-                best[name] = min(best[name], t.median_ms)
+        for r in range(limit):
+            if r >= rounds:
+                todo = [n for n in todo if agree is not None and not sessions_agree(times[n], agree)]
+                if not todo:
+                    break
+                bar.total += len(todo)
+                bar.refresh()
+            for name in todo:
+                t = time_session(make_session(models[name], device, threads=threads), min_repeats=10,
+                                 min_time_s=min_time_s)
+                times[name].append(t.median_ms)
                 bar.update()
-    return best
+    return {name: min(ts) for name, ts in times.items()}
+
+
+def sessions_agree(times: list[float], tol: float) -> bool:
+    """Whether the two fastest of ``times`` are within ``tol`` (a fraction) of each other."""
+    low = sorted(times)[:2]
+    return len(low) == 2 and low[1] <= low[0] * (1 + tol)
 
 
 def measure_network(model_bytes: bytes, device: str, threads: int, rounds: int = 3) -> float:
