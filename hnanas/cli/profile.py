@@ -26,7 +26,7 @@ overhead and boundary layout reorders are not charged to it; one fixed overhead 
 reference networks. Tables go to latency_tables/<space>_<device>_t<threads>.csv with a JSON sidecar.
 
 A table measured on another CPU mispredicts this one by tens of percent. `profile quick` (cpu only, a few
-minutes) re-fits a measured table (default: the shipped one) on ~30 whole networks timed here, one scale per
+minutes) re-fits a measured table (default: the shipped one) on 24 whole networks timed here, one scale per
 op / concat / resample / layout-conversion group, and caches the result for this CPU and onnxruntime under
 ~/.cache/hnanas/latency_tables/ ($HNANAS_CACHE_DIR); searches and reports then price with it by default."""
 
