@@ -138,12 +138,13 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
             csv_log.truncate_after(0)
             log.info("no checkpoint yet in %s; starting from epoch 1", run.path)
 
-        def checkpoint(epoch: int) -> dict:
-            weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        def entries(epoch: int) -> dict:  # a checkpoint without its weights (last.pt's come from the Trainee)
             return {"kind": "retrain", "epoch": epoch, "step": epoch * steps_per_epoch, "model_spec": spec,
-                    "input_norm": input_norm, "model_state": weights, "config": to_dict(cfg), "best": dict(best),
-                    "train_path": path.name,
+                    "input_norm": input_norm, "config": to_dict(cfg), "best": dict(best), "train_path": path.name,
                     "environment": environment({"torch_device": str(device)})}
+
+        def checkpoint(epoch: int) -> dict:
+            return {**entries(epoch), "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
         shown = {"loss": "-"}  # the progress bar's postfix
 
@@ -173,7 +174,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
             shown["loss"] = f"{stats['loss']:.4f}"
             shown["said"] = (f"epoch {epoch + 1}/{t.epochs}: loss {stats['loss']:.4f}, lr {stats['lr']:.3g}"
                              + (f", val IoU {row['val_iou']:.4f}" if "val_iou" in row else ""))
-            return checkpoint(epoch + 1)
+            return entries(epoch + 1)
 
         def save(epoch: int, state: dict) -> None:
             run.save_checkpoint(state, "last.pt")
