@@ -164,6 +164,12 @@ def test_profile_quick_writes_this_machines_table_once(tiny, base, tmp_path, fak
     stamp = out.stat().st_mtime_ns
     assert main(["profile", "quick", "--space", "tiny", "--table", str(src)]) == 0
     assert "already priced" in capsys.readouterr().out and out.stat().st_mtime_ns == stamp
+    old = LatencyTable.load(out, space=tiny)  # a transfer by an earlier hnanas (other references) is redone
+    old.meta["transfer"]["settings"] = {**old.meta["transfer"]["settings"], "n_random": 6}
+    old.save(out)
+    assert main(["profile", "quick", "--space", "tiny", "--table", str(src)]) == 0
+    assert "other settings" in capsys.readouterr().out
+    assert LatencyTable.load(out, space=tiny).meta["transfer"]["settings"]["n_random"] == 20
     assert main(["profile", "quick", "--space", "tiny", "--table", str(src), "--latency-device", "gpu"]) == 2
     assert "prices this machine's CPU" in capsys.readouterr().err
 

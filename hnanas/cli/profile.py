@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from hnanas.cli.common import add_deprecated_alias
@@ -147,16 +148,21 @@ def _quick(args, space, device: str, threads: int) -> int:
         raise HnanasError(f"profile quick: no table {name} to re-fit; give one with --table or profile the space: "
                           f"hnanas profile --space {space.source or space.name} --threads {threads}")
     out = args.out or machine.machine_table_path(space.name, device, threads)
+    settings = TransferSettings(device=device, threads=threads)
     if out.is_file() and not args.force:
         meta = LatencyTable.load(out).meta
-        if machine.measured_here(meta) and meta.get("transfer", {}).get("base_table") == str(base):
-            print(f"this machine is already priced: {out} (from {base}; --force redoes it)")
-            return 0
+        done = meta.get("transfer", {})
+        if machine.measured_here(meta) and done.get("base_table") == str(base):
+            if done.get("settings") == asdict(settings):
+                print(f"this machine is already priced: {out} (from {base}; --force redoes it)")
+                return 0
+            print(f"{out} was transferred with other settings (an earlier hnanas: {done.get('settings')}); "
+                  "redoing it")
     base_meta = LatencyTable.load(base).meta
     if machine.measured_here(base_meta) and not args.force:
         print(f"{base} was measured on this machine; nothing to transfer (--force transfers anyway)")
         return 0
-    table = quick_profile(Path(base), space, Path(out), TransferSettings(device=device, threads=threads))
+    table = quick_profile(Path(base), space, Path(out), settings)
     t = table.meta["transfer"]
     refs = t["references"].values()
     before = sum(abs(r["base_raw_ms"] / r["measured_ms"] - 1) for r in refs) / len(refs) * 100
