@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +187,7 @@ def transfer_table(base: LatencyTable, space: SearchSpace, settings: TransferSet
     meta["transfer"] = {
         "base_table": str(base.path or ""), "base_cpu_model": base.meta.get("cpu_model"),
         "base_cpu_identity": base.meta.get("cpu_identity"), "base_date": base.meta.get("date"),
-        "base_onnxruntime": base.meta.get("onnxruntime"), "settings": settings.__dict__,
+        "base_onnxruntime": base.meta.get("onnxruntime"), "settings": asdict(settings),
         "ridge": ridge, "loo_mape_by_ridge": {str(k): v for k, v in errors.items()}, "loo_mape": errors[ridge],
         "scales": dict(zip(groups, map(float, scales))), "overhead_ms": overhead,
         "references": {n: {"measured_ms": float(m), "base_raw_ms": float(base.predict(g, space).raw_ms),
