@@ -6,6 +6,7 @@ multiples of the base's), so the tests are exact and fast; real measurements are
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -151,6 +152,24 @@ def test_validate_leaves_another_cpus_table_as_it_is(base, tmp_path, fake_timing
           onnxruntime=machine.ort_version())
     assert main(["profile", "validate", "--table", str(path), "--n", "6"]) == 0
     assert "validation" in LatencyTable.load(path).meta  # measured here: the check is stored
+
+
+def test_transfer_status_says_when_there_is_nothing_to_do(base, tmp_path):
+    here = {"cpu_identity": machine.this_cpu(), "onnxruntime": machine.ort_version()}
+    settings = transfer.TransferSettings()
+    src = write(LatencyTable(base.frame, dict(base.meta)), tmp_path / "b.csv", cpu_identity="another CPU")
+    out = tmp_path / "out.csv"
+    assert transfer.transfer_status(src, out, settings) == (True, "")  # nothing written yet
+    done = {"base_table": str(src), "settings": asdict(settings)}
+    write(LatencyTable(base.frame, dict(base.meta)), out, transfer=done, **here)
+    needed, why = transfer.transfer_status(src, out, settings)
+    assert not needed and "already priced" in why
+    assert transfer.transfer_status(src, out, transfer.TransferSettings(n_random=6))[0]  # other settings: redone
+    other = write(LatencyTable(base.frame, dict(base.meta)), tmp_path / "c.csv", cpu_identity="another CPU")
+    assert transfer.transfer_status(other, out, settings) == (True, "")  # made from another base table
+    write(LatencyTable(base.frame, dict(base.meta)), src, **here)  # the base table was measured here
+    needed, why = transfer.transfer_status(src, tmp_path / "none.csv", settings)
+    assert not needed and "measured on this machine" in why
 
 
 def test_profile_quick_writes_this_machines_table_once(tiny, base, tmp_path, fake_timing, capsys, monkeypatch):

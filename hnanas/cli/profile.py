@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 from hnanas.cli.common import add_deprecated_alias
@@ -136,8 +135,8 @@ def run(args) -> int:
 
 def _quick(args, space, device: str, threads: int) -> int:
     from hnanas.latency import machine
-    from hnanas.latency.table import LatencyTable, sidecar_path, table_dirs
-    from hnanas.latency.transfer import TransferSettings, quick_profile
+    from hnanas.latency.table import sidecar_path, table_dirs
+    from hnanas.latency.transfer import TransferSettings, quick_profile, transfer_status
 
     if device not in machine.MACHINE_DEVICES:
         raise HnanasError(f"profile quick prices this machine's CPU (--latency-device cpu), not {device!r}; profile "
@@ -149,18 +148,10 @@ def _quick(args, space, device: str, threads: int) -> int:
                           f"hnanas profile --space {space.source or space.name} --threads {threads}")
     out = args.out or machine.machine_table_path(space.name, device, threads)
     settings = TransferSettings(device=device, threads=threads)
-    if out.is_file() and not args.force:
-        meta = LatencyTable.load(out).meta
-        done = meta.get("transfer", {})
-        if machine.measured_here(meta) and done.get("base_table") == str(base):
-            if done.get("settings") == asdict(settings):
-                print(f"this machine is already priced: {out} (from {base}; --force redoes it)")
-                return 0
-            print(f"{out} was transferred with other settings (an earlier hnanas: {done.get('settings')}); "
-                  "redoing it")
-    base_meta = LatencyTable.load(base).meta
-    if machine.measured_here(base_meta) and not args.force:
-        print(f"{base} was measured on this machine; nothing to transfer (--force transfers anyway)")
+    needed, why = (True, "") if args.force else transfer_status(Path(base), Path(out), settings)
+    if why:
+        print(why)
+    if not needed:
         return 0
     table = quick_profile(Path(base), space, Path(out), settings)
     t = table.meta["transfer"]

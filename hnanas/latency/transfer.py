@@ -36,6 +36,7 @@ import torch
 from scipy.optimize import lsq_linear
 
 from hnanas.envinfo import environment
+from hnanas.latency import machine
 from hnanas.latency.matched import draw_genotype
 from hnanas.latency.profiler import calibration_networks, measure_networks
 from hnanas.latency.table import LatencyTable
@@ -219,6 +220,25 @@ def measure_references(space: SearchSpace, settings: TransferSettings):
                                 max_rounds=settings.max_rounds, agree=settings.agree,
                                 desc="time references")
     return measure
+
+
+def transfer_status(base_path: Path, out: Path, settings: TransferSettings) -> tuple[bool, str]:
+    """Whether :func:`quick_profile` has work to do, and why (one line, empty when there is nothing to say).
+
+    Nothing to do when ``out`` is this machine's transfer of ``base_path`` with the same settings, or when
+    ``base_path`` itself was measured here. A transfer made with other settings (an earlier hnanas, other
+    references) is redone."""
+    why = ""
+    if out.is_file():
+        meta = LatencyTable.load(out).meta
+        done = meta.get("transfer", {})
+        if machine.measured_here(meta) and done.get("base_table") == str(base_path):
+            if done.get("settings") == asdict(settings):
+                return False, f"this machine is already priced: {out} (from {base_path}; --force redoes it)"
+            why = f"{out} was transferred with other settings (an earlier hnanas: {done.get('settings')}); redoing it"
+    if machine.measured_here(LatencyTable.load(base_path).meta):
+        return False, f"{base_path} was measured on this machine; nothing to transfer (--force transfers anyway)"
+    return True, why
 
 
 def quick_profile(base_path: Path, space: SearchSpace, out: Path, settings: TransferSettings) -> LatencyTable:
