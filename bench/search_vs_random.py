@@ -84,7 +84,7 @@ def ensure_search(args: argparse.Namespace) -> Path:
     if args.search is not None:
         return args.search
     changes = {"space": args.space, "data.dataset": args.dataset, "data.split": args.split,
-               "data.data_root": args.data_root, "seed": 0, "latency_weight": args.latency_weight,
+               "data.data_root": args.data_root, "seed": args.search_seed, "latency_weight": args.latency_weight,
                "latency_loss": args.latency_loss, "target_latency_ms": args.target_latency}
     if args.at_ms is not None:  # a budget whose band is the comparison's: [at (1 - tol), at (1 + tol)]
         changes.update({"latency_loss": "hinge", "latency_weight": BUDGET_WEIGHT,
@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", default="rep_nested", help="space of the search run made here (default rep_nested)")
     p.add_argument("--search-preset", choices=["quick", "cpu", "paper"], default="quick",
                    help="preset of the search run made here (default quick: the two-stage search; cpu: halving)")
+    p.add_argument("--search-seed", type=int, default=0,
+                   help="seed of the search run made here (default 0; another seed measures how much the result "
+                        "depends on it)")
     p.add_argument("--at-ms", type=float, default=None, metavar="MS",
                    help="compare at MS ± --tol instead of at the searched network's latency: the search made here "
                         "gets that band as its budget (hinge, floor), the random networks are drawn at MS")
