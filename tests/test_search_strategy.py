@@ -17,6 +17,7 @@ from hnanas.nas.genotype import named_genotypes, sample_genotype
 from hnanas.nas.space import load_space
 from hnanas.pipeline.sources import read_search_run
 from hnanas.search.config import HalvingConfig, resolve_config
+from hnanas.search.halving import rung_epochs
 from hnanas.search.run import run_search
 from hnanas.search.strategies import get_strategy, strategy_names
 from hnanas.search.strategy import _STRATEGIES, Strategy, register_strategy
@@ -230,6 +231,7 @@ def test_search_command_runs_the_halving_strategy(assets, tmp_path, capsys):
     cfg = read_yaml(tmp_path / "cli" / "config.yaml")
     assert cfg["strategy"] == "halving" and cfg["halving"]["trials"] == 3 and cfg["halving"]["metric"] == "val_iou"
     assert (cfg["halving"]["min_epochs"], cfg["halving"]["max_epochs"], cfg["halving"]["eta"]) == (1, 2, 2)
+    assert cfg["halving"]["rung_images"] is None  # epochs as given, whatever the split's size
     assert "genotype:" in capsys.readouterr().out
 
 
@@ -244,6 +246,14 @@ def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_c
     h = cfg.halving
     assert cfg.preset == "cpu" and cfg.strategy == "halving" and h.metric == "best_val_iou" and h.floor == 0.9
     assert (h.min_epochs, h.max_epochs, h.eta, h.trials) == (2, 8, 3, 16) and cfg.latency_budget_ms == 56
+    # rungs are amounts of training: 2:8 epochs on NUDT-SIRST 50_50's 530 training images, 3:15 on NUAA-SIRST's 273
+    assert h.rung_images == 530 and rung_epochs(h, 530) == (2, 8) and rung_epochs(h, 273) == (3, 15)
+    assert rung_epochs(h, 1060) == (1, 4) and rung_epochs(h, 10_000) == (1, 1)  # at least one epoch
+    assert rung_epochs(HalvingConfig(min_epochs=2, max_epochs=8), 273) == (2, 8)  # no rung_images: as given
+    with pytest.raises(ValueError, match="rung_images"):
+        HalvingConfig(rung_images=0)
+    given = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--rungs", "2:8:3"])).halving
+    assert given.rung_images is None and rung_epochs(given, 128) == (2, 8)  # --rungs: epochs as given (the demo)
     quick = build_config("quick", {"genotype": "dnanet_res3", "space": "rep_nested"})  # retrain's quick preset
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, h.min_lr, cfg.loss) == (
         quick.optim.name, quick.optim.lr, quick.optim.weight_decay, quick.optim.min_lr, quick.train.loss)

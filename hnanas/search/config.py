@@ -37,6 +37,10 @@ class HalvingConfig:
     trials: int = 27  # candidates tried (infeasible ones are not trained)
     min_epochs: int = 1  # epochs every candidate trains before its first comparison (the first rung)
     max_epochs: int = 9  # epochs of a candidate that is never stopped
+    # when set, min_epochs and max_epochs are epochs on a training split of this many images: on another split
+    # they scale by this / its size (whole epochs, at most that many images, at least one epoch), so that a rung
+    # is the same amount of training on every dataset; None: epochs as given
+    rung_images: int | None = None
     eta: int = 3  # reduction factor: a candidate continues past a rung if it is in the best 1/eta there
     # the accuracy signal ranked at each rung: the validation or training loss of the epoch, 1 - the epoch's
     # validation IoU, or best_val_iou: 1 - the best validation IoU so far plus a thousandth of the epoch's
@@ -52,6 +56,8 @@ class HalvingConfig:
     def __post_init__(self) -> None:
         if self.trials < 1 or self.min_epochs < 1 or self.max_epochs < self.min_epochs or self.eta < 2:
             raise ValueError("need trials >= 1, 1 <= min_epochs <= max_epochs and eta >= 2")
+        if self.rung_images is not None and self.rung_images < 1:
+            raise ValueError(f"need rung_images >= 1 or None (got {self.rung_images})")
         if not 0 <= self.floor < 1 or self.min_lr < 0:
             raise ValueError(f"need 0 <= floor < 1 and min_lr >= 0 (got floor {self.floor}, min_lr {self.min_lr})")
 
@@ -133,7 +139,7 @@ PRESETS: dict[str, dict] = {
     # (the validation loss after epoch 2: 0.02-0.20; bench/ledger_signals.py, docs/results.md).
     "cpu": {"strategy": "halving", "data": {"crop_size": 128, "target_prob": 0.7}, "batch_size": 8,
             "optimizer": "adamw", "lr": 5e-3, "weight_decay": 1e-4, "loss": "softiou+bce", "val_images": None,
-            "halving": {"trials": 16, "startup_trials": 10, "min_epochs": 2, "max_epochs": 8, "eta": 3,
+            "halving": {"trials": 16, "startup_trials": 10, "min_epochs": 2, "max_epochs": 8, "eta": 3, "rung_images": 530,
                         "metric": "best_val_iou", "min_lr": 5e-4}},
     # HNA-NAS's schedule for a GPU: long weight warm-up with random paths, then architecture steps every 5
     # weight steps with Adam 5e-3 (beta1 = 0); crops of 256, batch 16 (stage 1 is shorter: one op to train).

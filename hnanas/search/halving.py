@@ -66,6 +66,16 @@ def trained(t: optuna.trial.FrozenTrial) -> bool:
     return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
 
 
+def rung_epochs(h, n_train: int) -> tuple[int, int]:
+    """(first rung, last epoch) of a candidate on a training split of ``n_train`` images: ``h.min_epochs`` and
+    ``h.max_epochs``, scaled to the split's size when ``h.rung_images`` is set (whole epochs that see at most the
+    images those epochs see on ``h.rung_images``; at least one)."""
+    if h.rung_images is None:
+        return h.min_epochs, h.max_epochs
+    lo = max(1, h.min_epochs * h.rung_images // n_train)
+    return lo, max(lo, h.max_epochs * h.rung_images // n_train)
+
+
 def startup_seed(seed: int) -> int:
     """The seed of the start-up candidates' draws: a stream apart from ``sample_at_latency(seed=seed)``'s."""
     return 1_000_003 + seed
@@ -97,6 +107,10 @@ class Halving(Strategy):
         self.target_ms = ctx.cfg.target_latency_ms or statistics.fmean(
             ctx.table.predict(sample_genotype(ctx.space, reference_seed(ctx.cfg.seed, k)), ctx.space).total_ms
             for k in range(REFERENCE_NETS))
+        self.min_epochs, self.max_epochs = rung_epochs(h, len(ctx.data.train))
+        if h.rung_images is not None:
+            log.info("halving: rungs of %d..%d epochs on %d training images (%d..%d epochs on %d)", self.min_epochs,
+                     self.max_epochs, len(ctx.data.train), h.min_epochs, h.max_epochs, h.rung_images)
         self.log = ctx.run.csv_log("trials.csv", FIELDS, step_field="trial")
         self.study: optuna.Study | None = None
 
@@ -105,7 +119,7 @@ class Halving(Strategy):
         h, cfg = self.ctx.cfg.halving, self.ctx.cfg
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=h.startup_trials)
-        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=h.min_epochs, reduction_factor=h.eta)
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=self.min_epochs, reduction_factor=h.eta)
         self.study = study = optuna.create_study(
             study_name="halving", storage=f"sqlite:///{self.ctx.run.file(STUDY)}", load_if_exists=resume,
             direction="minimize", sampler=sampler, pruner=pruner)
@@ -247,9 +261,10 @@ class Halving(Strategy):
         path = path_named("fp32" if ctx.cfg.precision == "auto" else ctx.cfg.precision)
         path.prepare(model)  # auto's timing trial would cost more than it saves on one-epoch candidates
         opt = build_optimizer(model.parameters(), ctx.cfg.optimizer, ctx.cfg.lr, ctx.cfg.weight_decay)
-        sched = build_scheduler(opt, "cosine", h.max_epochs * len(ctx.train_loader), min(h.min_lr, ctx.cfg.lr))
+        last = self.max_epochs
+        sched = build_scheduler(opt, "cosine", last * len(ctx.train_loader), min(h.min_lr, ctx.cfg.lr))
         best_iou = 0.0
-        for epoch in range(1, h.max_epochs + 1):
+        for epoch in range(1, last + 1):
             ctx.set_train_epoch(epoch - 1)  # every candidate sees the same crops in the same order
             start = time.perf_counter()
             stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
@@ -262,9 +277,9 @@ class Halving(Strategy):
                                       kind=ctx.cfg.latency_loss, weight=ctx.cfg.latency_weight,
                                       alpha=ctx.cfg.mul_log_alpha, beta=ctx.cfg.mul_log_beta))
             trial.report(score, epoch)
-            stop = epoch < h.max_epochs and trial.should_prune()
+            stop = epoch < last and trial.should_prune()
             self.log.append({"trial": trial.number, "epoch": epoch, "predicted_ms": round(ms, 4),
-                             "state": "stopped" if stop else ("complete" if epoch == h.max_epochs else "running"),
+                             "state": "stopped" if stop else ("complete" if epoch == last else "running"),
                              "train_loss": stats["loss"], "val_loss": val["loss"], "val_iou": val["iou"],
                              "score": score, "seconds": round(time.perf_counter() - start, 1)})  # + validation
             if stop:
