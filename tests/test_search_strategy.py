@@ -95,6 +95,7 @@ def test_halving_trains_candidates_briefly_and_the_better_ones_longer(assets, tm
     last = [r for r in log if int(r["trial"]) == best][-1]
     assert float(last["score"]) == pytest.approx(info["halving"]["best_score"])
     assert float(last["val_iou"]) == pytest.approx(info["final_val_iou"])
+    assert info["best_val_iou"] == pytest.approx(max(float(r["val_iou"]) for r in log if int(r["trial"]) == best))
     assert float(last["predicted_ms"]) == pytest.approx(summary["predicted_latency_ms"], rel=1e-4)
     assert (tmp_path / "h" / "halving.png").is_file() and (tmp_path / "h" / "halving.db").is_file()
 

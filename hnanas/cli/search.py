@@ -22,7 +22,8 @@ arch/ snapshots, search_state.pt (resume with --resume), search_curves.png and a
 prices within T, and above --floor x T) for --rungs epochs, stopping all but the best 1/ETA at each rung by
 --signal plus the same latency term; it writes trials.csv, halving.db (the Optuna study) and halving.png,
 resumable too. --preset cpu is that search sized for a 2-core CPU on the real datasets (about an hour on
-NUDT-SIRST: 16 candidates on 128-px crops with retrain's quick optimiser, rungs 2:8:3, signal best_val_iou).
+NUDT-SIRST: 16 candidates on 128-px crops with retrain's quick optimiser, rungs 2:8:3 on 530 training images
+scaled to the split's size, signal best_val_iou).
 
 Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
 on 2 CPU cores). Multi-process (two-stage only): torchrun --nproc_per_node N -m hnanas search ..."""

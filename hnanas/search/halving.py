@@ -160,13 +160,15 @@ class Halving(Strategy):
     def info(self) -> dict:
         best = self.best()
         rows = [r for r in self.log.rows() if int(r["trial"]) == best.number]
-        return {"final_val_iou": float(rows[-1]["val_iou"]), "halving": {
+        halving = {
             "trained": sum(map(trained, self.study.trials)),
             "same_as_earlier": sum("same_as" in t.user_attrs for t in self.study.get_trials(states=DONE)),
             "drawn": sum(t.state != optuna.trial.TrialState.WAITING for t in self.study.trials),
             "best_trial": best.number, "best_epochs": len(rows),
             "best_score": best.intermediate_values[max(best.intermediate_values)], "target_ms": self.target_ms,
-            "metric": self.ctx.cfg.halving.metric}}
+            "metric": self.ctx.cfg.halving.metric}
+        return {"final_val_iou": float(rows[-1]["val_iou"]), "best_val_iou": max(float(r["val_iou"]) for r in rows),
+                "halving": halving}
 
     def figures(self) -> None:
         draw_halving(self.log.rows(), self.best().number, self.ctx.run.file("halving.png"))

@@ -42,6 +42,8 @@ def finish_search(ctx, genotype: Genotype, strategy) -> dict:
     summary = {"run": str(run.path), "predicted_latency_ms": pred.total_ms, "macs": info["macs"],
                "params": info["params"], "nodes": len(genotype.nodes), "val_iou": info.get("final_val_iou")}
     val = f"{100 * float(summary['val_iou']):.1f} %" if summary["val_iou"] not in (None, "") else "n/a"
+    if info.get("best_val_iou") is not None:  # halving ranks by the best epoch, not the last
+        val += f" (best {100 * info['best_val_iou']:.1f} %)"
     log.info("searched %s: %d nodes, %s, predicted %.2f ms on %s, %.2f GMAC, %.3f M params, val IoU %s -> %s",
              space.name, len(genotype.nodes), ", ".join(sorted(set(genotype.ops.values()))), pred.total_ms,
              table.meta.get("device"), info["macs"] / 1e9, info["params"] / 1e6, val, run.file("genotype.json"))
