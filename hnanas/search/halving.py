@@ -13,7 +13,8 @@ and ``latency_weight`` as the differentiable search. Optuna does the rest (``../
   the trial's constraint (``Trial.set_constraint``), from which TPE learns the feasible region; with a floor the
   start-up candidates are drawn inside the band (``hnanas.latency.matched``);
 - its successive-halving pruner stops a candidate at a rung (``min_epochs`` x ``eta``^k epochs) unless it is in
-  the best 1/``eta`` of the candidates that reached that rung.
+  the best 1/``eta`` of the candidates that reached that rung. With ``halving.rung_images`` set (the cpu preset),
+  ``min_epochs`` and ``max_epochs`` are scaled to the training split's size first (:func:`rung_epochs`).
 
 A network proposed again (TPE repeats itself, and settings that differ only in nodes the network leaves out give
 the same network) is not trained again: the trial gets its twin's scores (``same as N`` in ``trials.csv``) and
@@ -39,6 +40,7 @@ import torch
 from torch.utils.data import Subset
 
 from hnanas.errors import ConfigError
+from hnanas.search.config import HalvingConfig
 from hnanas.latency.matched import sample_at_latency
 from hnanas.nas.genotype import Genotype, make_genotype, sample_genotype
 from hnanas.nas.models import build_model, nested_spec
@@ -66,7 +68,7 @@ def trained(t: optuna.trial.FrozenTrial) -> bool:
     return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
 
 
-def rung_epochs(h, n_train: int) -> tuple[int, int]:
+def rung_epochs(h: HalvingConfig, n_train: int) -> tuple[int, int]:
     """(first rung, last epoch) of a candidate on a training split of ``n_train`` images: ``h.min_epochs`` and
     ``h.max_epochs``, scaled to the split's size when ``h.rung_images`` is set (whole epochs that see at most the
     images those epochs see on ``h.rung_images``; at least one)."""
@@ -107,10 +109,11 @@ class Halving(Strategy):
         self.target_ms = ctx.cfg.target_latency_ms or statistics.fmean(
             ctx.table.predict(sample_genotype(ctx.space, reference_seed(ctx.cfg.seed, k)), ctx.space).total_ms
             for k in range(REFERENCE_NETS))
-        self.min_epochs, self.max_epochs = rung_epochs(h, len(ctx.data.train))
+        n_train = len(ctx.data.train)
+        self.min_epochs, self.max_epochs = rung_epochs(h, n_train)  # the epochs every rung is counted in
         if h.rung_images is not None:
             log.info("halving: rungs of %d..%d epochs on %d training images (%d..%d epochs on %d)", self.min_epochs,
-                     self.max_epochs, len(ctx.data.train), h.min_epochs, h.max_epochs, h.rung_images)
+                     self.max_epochs, n_train, h.min_epochs, h.max_epochs, h.rung_images)
         self.log = ctx.run.csv_log("trials.csv", FIELDS, step_field="trial")
         self.study: optuna.Study | None = None
 
@@ -263,10 +266,9 @@ class Halving(Strategy):
         path = path_named("fp32" if ctx.cfg.precision == "auto" else ctx.cfg.precision)
         path.prepare(model)  # auto's timing trial would cost more than it saves on one-epoch candidates
         opt = build_optimizer(model.parameters(), ctx.cfg.optimizer, ctx.cfg.lr, ctx.cfg.weight_decay)
-        last = self.max_epochs
-        sched = build_scheduler(opt, "cosine", last * len(ctx.train_loader), min(h.min_lr, ctx.cfg.lr))
+        sched = build_scheduler(opt, "cosine", self.max_epochs * len(ctx.train_loader), min(h.min_lr, ctx.cfg.lr))
         best_iou = 0.0
-        for epoch in range(1, last + 1):
+        for epoch in range(1, self.max_epochs + 1):
             ctx.set_train_epoch(epoch - 1)  # every candidate sees the same crops in the same order
             start = time.perf_counter()
             stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
@@ -279,9 +281,9 @@ class Halving(Strategy):
                                       kind=ctx.cfg.latency_loss, weight=ctx.cfg.latency_weight,
                                       alpha=ctx.cfg.mul_log_alpha, beta=ctx.cfg.mul_log_beta))
             trial.report(score, epoch)
-            stop = epoch < last and trial.should_prune()
+            stop = epoch < self.max_epochs and trial.should_prune()
             self.log.append({"trial": trial.number, "epoch": epoch, "predicted_ms": round(ms, 4),
-                             "state": "stopped" if stop else ("complete" if epoch == last else "running"),
+                             "state": "stopped" if stop else ("complete" if epoch == self.max_epochs else "running"),
                              "train_loss": stats["loss"], "val_loss": val["loss"], "val_iou": val["iou"],
                              "score": score, "seconds": round(time.perf_counter() - start, 1)})  # + validation
             if stop:
