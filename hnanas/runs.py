@@ -26,7 +26,7 @@ import random
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -224,8 +224,12 @@ class CsvLog:
 
     def truncate_after(self, step: int) -> int:
         """Keep rows whose step is ``<= step`` (and drop a torn last line); returns how many were dropped."""
+        return self.keep(lambda r: _is_int(r.get(self.step_field)) and int(r[self.step_field]) <= step)
+
+    def keep(self, wanted: Callable[[dict[str, str]], bool]) -> int:
+        """Keep the rows ``wanted`` accepts (rewriting the file); returns how many were dropped."""
         rows = self.rows()
-        kept = [r for r in rows if _is_int(r.get(self.step_field)) and int(r[self.step_field]) <= step]
+        kept = [r for r in rows if wanted(r)]
         if self.path.is_file():
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=self.fields, extrasaction="ignore")

@@ -18,6 +18,7 @@ from hnanas.nas.space import load_space
 from hnanas.pipeline.sources import read_search_run
 from hnanas.search.config import HalvingConfig, resolve_config
 from hnanas.search.halving import rung_epochs
+from hnanas.search.trial_params import param_space, params_of
 from hnanas.search.run import run_search
 from hnanas.search.strategies import get_strategy, strategy_names
 from hnanas.search.strategy import _STRATEGIES, Strategy, register_strategy
@@ -168,6 +169,42 @@ def test_halving_resumes_a_killed_search_and_retrains_the_cut_candidate(assets, 
     assert json.loads((tmp_path / "k" / "genotype.json").read_text())["info"]["halving"]["trained"] == 5
 
 
+def test_halving_ranks_its_finalists_by_their_mean_over_more_runs_and_resumes_them(assets, tmp_path, monkeypatch):
+    from hnanas.search.halving import Halving
+
+    real, started = Halving.train, []
+
+    def dies_in_the_second_finalist_run(self, g, ms, desc, run=0):
+        started.append(run)
+        for row in real(self, g, ms, desc, run):
+            yield row
+            if run > 0 and sum(k > 0 for k in started) == 2:  # killed after that run's first epoch was logged
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(Halving, "train", dies_in_the_second_finalist_run)
+    cfg = _halving(assets, **{"halving.trials": 6, "halving.max_epochs": 2, "halving.eta": 2,
+                              "halving.final_seeds": 3, "halving.finalists": 2})
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, tmp_path / "r")
+    monkeypatch.setattr(Halving, "train", real)
+    run_search(cfg, tmp_path / "r", resume=True)
+    with open(tmp_path / "r" / "trials.csv") as f:
+        complete = {int(r["trial"]): r for r in csv.DictReader(f) if r["state"] == "complete"}
+    assert len(complete) >= 3  # more complete candidates than finalists: the best two by the search's run go on
+    top = sorted(complete, key=lambda t: float(complete[t]["score"]))[:2]
+    with open(tmp_path / "r" / "finalists.csv") as f:
+        rows = list(csv.DictReader(f))
+    runs = sorted((int(r["trial"]), int(r["run"]), int(r["epoch"])) for r in rows)
+    assert runs == sorted((t, k, e) for t in top for k in (1, 2) for e in (1, 2))  # the cut run trained once, again
+    final = {(int(r["trial"]), int(r["run"])): float(r["score"]) for r in rows if r["epoch"] == "2"}
+    means = {t: (float(complete[t]["score"]) + final[(t, 1)] + final[(t, 2)]) / 3 for t in top}
+    info = json.loads((tmp_path / "r" / "genotype.json").read_text())["info"]["halving"]
+    assert {int(t): v for t, v in info["finalists_mean_score"].items()} == pytest.approx(means)
+    assert info["best_trial"] == min(means, key=means.get) and info["final_seeds"] == 3
+    for t in top:  # other initial weights and crops: not the search's run again
+        assert len({float(complete[t]["score"]), final[(t, 1)], final[(t, 2)]}) == 3
+
+
 def test_halving_does_not_train_a_network_twice(assets, tmp_path, monkeypatch):
     import optuna
 
@@ -176,9 +213,9 @@ def test_halving_does_not_train_a_network_twice(assets, tmp_path, monkeypatch):
     def same_network_twice(self):  # the second start-up candidate differs only in a node the network leaves out
         space = self.ctx.space
         g = next(g for g in map(lambda k: sample_genotype(space, k), range(100)) if len(g.nodes) < len(space.nodes))
-        first = self.params_of(g, random.Random(0))
+        first = params_of(space, g, random.Random(0))
         second = dict(first)
-        key, choices = next((key, choices) for key, node, _, choices in self.param_space() if node not in g.inputs)
+        key, choices = next((key, choices) for key, node, _, choices in param_space(space) if node not in g.inputs)
         second[key] = next(c for c in choices if c != first[key])
         return [first, second]
 
@@ -255,6 +292,11 @@ def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_c
         HalvingConfig(rung_images=0)
     given = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--rungs", "2:8:3"])).halving
     assert given.rung_images is None and rung_epochs(given, 128) == (2, 8)  # --rungs: epochs as given (the demo)
+    assert h.final_seeds == 1  # the search's own run decides (2: docs/results.md, over the preset's hour)
+    two = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--final-seeds", "2"])).halving
+    assert (two.final_seeds, two.finalists) == (2, 2)  # the best two finishers ranked over two runs each
+    with pytest.raises(ValueError, match="final_seeds"):
+        HalvingConfig(final_seeds=0)
     quick = build_config("quick", {"genotype": "dnanet_res3", "space": "rep_nested"})  # retrain's quick preset
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, h.min_lr, cfg.loss) == (
         quick.optim.name, quick.optim.lr, quick.optim.weight_decay, quick.optim.min_lr, quick.train.loss)

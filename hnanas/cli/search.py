@@ -23,7 +23,8 @@ prices within T, and above --floor x T) for --rungs epochs, stopping all but the
 --signal plus the same latency term; it writes trials.csv, halving.db (the Optuna study) and halving.png,
 resumable too. --preset cpu is that search sized for a 2-core CPU on the real datasets (about an hour on
 NUDT-SIRST: 16 candidates on 128-px crops with retrain's quick optimiser, rungs 2:8:3 on 530 training images
-scaled to the split's size, signal best_val_iou).
+scaled to the split's size, signal best_val_iou). --final-seeds 2 trains the best two finishers once more from
+other seeds and returns the better on average (logged in finalists.csv; 7-18 min more with the cpu preset).
 
 Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
 on 2 CPU cores). Multi-process (two-stage only): torchrun --nproc_per_node N -m hnanas search ..."""
@@ -70,6 +71,10 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
     p.add_argument("--signal", choices=["val_loss", "train_loss", "val_iou", "best_val_iou"],
                    help="halving: the accuracy signal ranked at each rung (default val_loss; cpu preset "
                         "best_val_iou: the best validation IoU so far, ties broken by validation loss)")
+    p.add_argument("--final-seeds", type=int, metavar="K",
+                   help="halving: train the best two candidates that finish (halving.finalists) K - 1 more times "
+                        "from other initial weights and crops and return the one with the best mean final score "
+                        "(default 1: the search's own run decides)")
     p.add_argument("--floor", type=float, metavar="F",
                    help="halving under a hinge budget T: train only candidates priced within [F x T, T] "
                         "(default 0: any below T)")
@@ -127,7 +132,7 @@ def config_from_args(args):
         "latency_loss": args.latency_loss, "batch_size": args.batch_size, "seed": args.seed,
         "train_device": args.train_device, "stage2.mode": args.stage2_mode, "precision": args.precision,
         "strategy": args.strategy, "halving.trials": args.candidates, "halving.metric": args.signal,
-        "halving.floor": args.floor,
+        "halving.floor": args.floor, "halving.final_seeds": args.final_seeds,
         **_rungs(args.rungs),
         **{f"stage1.{k}": v for k, v in _scaled(base.stage1, args.epochs).items()},
         **{f"stage2.{k}": v for k, v in _scaled(base.stage2, args.epochs).items()},

@@ -52,10 +52,18 @@ class HalvingConfig:
     # under a latency budget T, candidates the table prices below floor * T are not trained either: the search
     # spends the budget (as the two-stage search's fill does) and its result is comparable at that latency
     floor: float = 0.0
+    # the best `finalists` candidates that trained max_epochs are trained again from scratch on final_seeds - 1
+    # more seeds (other initial weights, other crops) and the one with the best mean final score is the result:
+    # one training run's validation IoU is a noisy estimate of a network's. 1: the search's own run decides (the
+    # cpu preset too: 2 costs 7-18 min more there, 69 min in all on NUDT-SIRST at 53.4 ms; docs/results.md)
+    final_seeds: int = 1
+    finalists: int = 2
 
     def __post_init__(self) -> None:
         if self.trials < 1 or self.min_epochs < 1 or self.max_epochs < self.min_epochs or self.eta < 2:
             raise ValueError("need trials >= 1, 1 <= min_epochs <= max_epochs and eta >= 2")
+        if self.final_seeds < 1 or self.finalists < 1:
+            raise ValueError(f"need final_seeds >= 1 and finalists >= 1 (got {self.final_seeds}, {self.finalists})")
         if self.rung_images is not None and self.rung_images < 1:
             raise ValueError(f"need rung_images >= 1 or None (got {self.rung_images})")
         if not 0 <= self.floor < 1 or self.min_lr < 0:

@@ -20,11 +20,14 @@ A network proposed again (TPE repeats itself, and settings that differ only in n
 the same network) is not trained again: the trial gets its twin's scores (``same as N`` in ``trials.csv``) and
 does not count among the ``trials`` candidates trained.
 
-The candidate with the best score after ``max_epochs`` is the result. T defaults, as in the two-stage search, to
-the mean predicted latency of the search's starting distribution (edges kept with probability 1/2, ops uniform).
-The study lives in ``halving.db`` in the run folder and ``trials.csv`` logs every epoch of every candidate: a
-killed search resumes (a candidate cut short is trained again from its start; candidates proposed after the
-resume may differ from an uninterrupted run's, since the sampler's random state is not stored). One process only.
+The candidate with the best score after ``max_epochs`` is the result; with ``halving.final_seeds`` k > 1 the best
+``halving.finalists`` of those are each trained k - 1 more times (other initial weights, other crops; logged in
+``finalists.csv``) and the one with the best mean final score is (one run's validation IoU is a noisy estimate).
+T defaults, as in the two-stage search, to the mean predicted latency of the search's starting distribution
+(edges kept with probability 1/2, ops uniform). The study lives in ``halving.db`` in the run folder and
+``trials.csv`` logs every epoch of every candidate: a killed search resumes (a candidate cut short is trained
+again from its start; candidates proposed after the resume may differ from an uninterrupted run's, since the
+sampler's random state is not stored). One process only.
 """
 
 from __future__ import annotations
@@ -42,13 +45,14 @@ from torch.utils.data import Subset
 from hnanas.errors import ConfigError
 from hnanas.search.config import HalvingConfig
 from hnanas.latency.matched import sample_at_latency
-from hnanas.nas.genotype import Genotype, make_genotype, sample_genotype
+from hnanas.nas.genotype import Genotype, sample_genotype
 from hnanas.nas.models import build_model, nested_spec
 from hnanas.progress import progress
 from hnanas.search.context import SearchContext
 from hnanas.search.objective import search_loss
 from hnanas.search.plots import draw_halving
 from hnanas.search.strategy import Strategy, register_strategy
+from hnanas.search.trial_params import genotype_of, param_space, params_of
 from hnanas.train.fastpath import path_named
 from hnanas.train.loaders import eval_loader
 from hnanas.train.loop import evaluate, train_epoch
@@ -57,15 +61,21 @@ from hnanas.train.optim import build_optimizer, build_scheduler
 log = logging.getLogger("hnanas.search")
 STUDY = "halving.db"
 FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "val_iou", "score", "seconds"]
+FINAL_FIELDS = ["trial", "run", "epoch", "predicted_ms", "train_loss", "val_loss", "val_iou", "score", "seconds"]
 # best_val_iou: weight of the validation loss that orders candidates of equal IoU (those still at 0). It can also
 # reorder candidates whose IoU differs by less than about a thousandth (0.1 points): far below seed noise
 TIE_BREAK = 1e-3
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+RUN_SEED_STRIDE = 7919  # the torch seed of a finalist's run k is the search's seed + k x this: not another search's
 
 
 def trained(t: optuna.trial.FrozenTrial) -> bool:
     """Whether a candidate was trained: done, inside the latency band, not a network trained before."""
     return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.lstrip("-").isdigit() else None
 
 
 def rung_epochs(h: HalvingConfig, n_train: int) -> tuple[int, int]:
@@ -115,7 +125,10 @@ class Halving(Strategy):
             log.info("halving: rungs of %d..%d epochs on %d training images (%d..%d epochs on %d)", self.min_epochs,
                      self.max_epochs, n_train, h.min_epochs, h.max_epochs, h.rung_images)
         self.log = ctx.run.csv_log("trials.csv", FIELDS, step_field="trial")
+        self.final_log = ctx.run.csv_log("finalists.csv", FINAL_FIELDS, step_field="trial")
         self.study: optuna.Study | None = None
+        self.winner: optuna.trial.FrozenTrial | None = None  # the result, set by run()
+        self.mean_scores: dict[int, float] = {}  # finalist -> mean final score over its runs (final_seeds > 1)
 
     # ------------------------------------------------------------------------------------------- the run
     def run(self, resume: bool) -> Genotype:
@@ -150,7 +163,8 @@ class Halving(Strategy):
         best = self.best()
         log.info("halving: best candidate %d of %d trained (score %.4f, %.2f ms predicted)", best.number,
                  n_trained(), best.value, best.user_attrs["predicted_ms"])
-        return self.genotype(best.params, name="searched")
+        self.winner = self.rerank()
+        return genotype_of(self.ctx.space, self.winner.params, name="searched")
 
     def best(self) -> optuna.trial.FrozenTrial:
         """The complete candidate with the lowest score; if every candidate was stopped, the best of those that
@@ -160,8 +174,50 @@ class Halving(Strategy):
         return min((t for t in trials if max(t.intermediate_values) == longest),
                    key=lambda t: t.intermediate_values[longest])
 
+    def finalists(self) -> list[optuna.trial.FrozenTrial]:
+        """The best ``halving.finalists`` candidates that trained ``max_epochs``, best first (by the search's run)."""
+        done = [t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if trained(t)]
+        return sorted(done, key=lambda t: t.value)[:self.ctx.cfg.halving.finalists]
+
+    def final_runs(self) -> dict[tuple[int, int], float]:
+        """{(trial, run): final score} of the finalists' finished runs in ``finalists.csv``; the rows of a run cut
+        short by a kill are dropped (it is trained again from its start)."""
+        last = str(self.max_epochs)
+        runs = {(int(r["trial"]), int(r["run"])): float(r["score"]) for r in self.final_log.rows()
+                if r.get("epoch") == last and r.get("score")}
+        self.final_log.keep(lambda r: (_int(r.get("trial")), _int(r.get("run"))) in runs)
+        return runs
+
+    def rerank(self) -> optuna.trial.FrozenTrial:
+        """The result: the best candidate of the search's runs, or, with ``halving.final_seeds`` > 1, the finalist
+        whose final score is best on average over the search's run and ``final_seeds - 1`` more runs trained here
+        (logged in ``finalists.csv``: a resumed search trains only the runs it lacks)."""
+        h = self.ctx.cfg.halving
+        finalists = self.finalists()
+        if h.final_seeds == 1 or len(finalists) < 2:
+            return self.best()
+        runs = self.final_runs()
+        todo = [(t, k) for t in finalists for k in range(1, h.final_seeds) if (t.number, k) not in runs]
+        total = len(finalists) * (h.final_seeds - 1)
+        with progress(total=total, initial=total - len(todo), desc="finalists", unit="run") as bar:
+            for t, k in todo:
+                g, ms = genotype_of(self.ctx.space, t.params), t.user_attrs["predicted_ms"]
+                for row in self.train(g, ms, desc=f"finalist {t.number} run {k}", run=k):
+                    self.final_log.append({"trial": t.number, "run": k, **row})
+                runs[(t.number, k)] = row["score"]
+                bar.update()
+        for t in finalists:
+            scores = [t.value] + [runs[(t.number, k)] for k in range(1, h.final_seeds)]
+            self.mean_scores[t.number] = statistics.fmean(scores)
+            log.info("halving: finalist %d: final scores %s, mean %.4f", t.number,
+                     " ".join(f"{v:.4f}" for v in scores), self.mean_scores[t.number])
+        winner = min(finalists, key=lambda t: self.mean_scores[t.number])
+        log.info("halving: candidate %d has the best mean over %d runs", winner.number, h.final_seeds)
+        return winner
+
     def info(self) -> dict:
-        best = self.best()
+        best = self.winner
         rows = [r for r in self.log.rows() if int(r["trial"]) == best.number]
         halving = {
             "trained": sum(map(trained, self.study.trials)),
@@ -169,43 +225,16 @@ class Halving(Strategy):
             "drawn": sum(t.state != optuna.trial.TrialState.WAITING for t in self.study.trials),
             "best_trial": best.number, "best_epochs": len(rows),
             "best_score": best.intermediate_values[max(best.intermediate_values)], "target_ms": self.target_ms,
-            "metric": self.ctx.cfg.halving.metric}
+            "metric": self.ctx.cfg.halving.metric,
+            **({"final_seeds": self.ctx.cfg.halving.final_seeds, "finalists_mean_score": self.mean_scores}
+               if self.mean_scores else {})}
         return {"final_val_iou": float(rows[-1]["val_iou"]), "best_val_iou": max(float(r["val_iou"]) for r in rows),
                 "halving": halving}
 
     def figures(self) -> None:
-        draw_halving(self.log.rows(), self.best().number, self.ctx.run.file("halving.png"))
+        draw_halving(self.log.rows(), self.winner.number, self.ctx.run.file("halving.png"))
 
     # ------------------------------------------------------------------------------------------ pieces
-    def genotype(self, params: dict, name: str = "") -> Genotype:
-        """A candidate from its parameters: ``e:<node>:<input>`` in {0, 1}, ``op:<node>`` (a node that keeps no
-        input keeps its first candidate)."""
-        space = self.ctx.space
-        inputs = {n.id: [c for c in n.candidates if len(n.candidates) == 1 or params[f"e:{n.id}:{c}"]]
-                  or [n.candidates[0]] for n in space.nodes}
-        return make_genotype(space, inputs, {n.id: params[f"op:{n.id}"] for n in space.nodes}, name=name)
-
-    def param_space(self):
-        """(parameter name, node id, candidate input or None for the op, choices) of every trial parameter."""
-        for n in self.ctx.space.nodes:
-            for c in n.candidates if len(n.candidates) > 1 else ():
-                yield f"e:{n.id}:{c}", n.id, c, [0, 1]
-            yield f"op:{n.id}", n.id, None, list(self.ctx.space.ops)
-
-    def params_of(self, g: Genotype, rng: random.Random) -> dict:
-        """The trial parameters of a genotype (the inverse of :meth:`genotype`). A node the genotype leaves out
-        stays out whatever its own parameters (no kept node takes it as input), so they are drawn from ``rng``:
-        TPE learns from these trials parameter by parameter and must not see the first op everywhere."""
-        params = {}
-        for key, node, cand, choices in self.param_space():
-            if node not in g.inputs:
-                params[key] = rng.choice(choices)
-            else:
-                params[key] = int(cand in g.inputs[node]) if cand is not None else g.ops[node]
-        if self.genotype(params).nodes != g.nodes:
-            raise AssertionError(f"halving: parameters of {g.name} do not give it back")  # a bug, not bad input
-        return params
-
     def startup_candidates(self) -> list[dict]:
         """Under a budget with a floor, the random start-up candidates are drawn inside [floor * T, T] by the
         matched-latency sampler (its broad prior reaches every band; uniform edges and ops land in a narrow band
@@ -219,7 +248,7 @@ class Halving(Strategy):
         found = sample_at_latency(self.ctx.space, self.ctx.table, (lo + hi) / 2, h.startup_trials,
                                   tol=(hi - lo) / (hi + lo), seed=seed)
         rng = random.Random(seed)
-        return [self.params_of(m.genotype, rng) for m in found]
+        return [params_of(self.ctx.space, m.genotype, rng) for m in found]
 
     def trained_twin(self, key: str) -> optuna.trial.FrozenTrial | None:
         """The candidate trained earlier with the same network (TPE proposes a network again, and parameter
@@ -239,8 +268,8 @@ class Halving(Strategy):
         return twin.state, twin.value if twin.state == optuna.trial.TrialState.COMPLETE else None
 
     def suggest(self, trial: optuna.Trial) -> Genotype:
-        params = {key: trial.suggest_categorical(key, choices) for key, _, _, choices in self.param_space()}
-        return self.genotype(params, name=f"trial_{trial.number}")
+        params = {key: trial.suggest_categorical(key, choices) for key, _, _, choices in param_space(self.ctx.space)}
+        return genotype_of(self.ctx.space, params, name=f"trial_{trial.number}")
 
     def evaluate(self, trial: optuna.Trial) -> tuple[optuna.trial.TrialState, float | None]:
         """Train the trial's candidate epoch by epoch until the pruner stops it or ``max_epochs``."""
@@ -261,7 +290,22 @@ class Halving(Strategy):
         twin = self.trained_twin(key)
         if twin is not None:  # training it again (same seed, same crops) would repeat the twin's numbers
             return self.replay(trial, twin, ms)
-        torch.manual_seed(ctx.cfg.seed)
+        for row in self.train(g, ms, desc=f"candidate {trial.number}"):
+            trial.report(row["score"], row["epoch"])
+            stop = row["epoch"] < self.max_epochs and trial.should_prune()
+            row["state"] = "stopped" if stop else ("complete" if row["epoch"] == self.max_epochs else "running")
+            self.log.append({"trial": trial.number, **row})
+            if stop:
+                return optuna.trial.TrialState.PRUNED, None
+        return optuna.trial.TrialState.COMPLETE, row["score"]
+
+    def train(self, g: Genotype, ms: float, desc: str, run: int = 0):
+        """Train a candidate from scratch for ``max_epochs``, yielding each epoch's log row (``epoch``,
+        ``predicted_ms``, losses, ``val_iou``, ``score``, ``seconds``). Run 0 is the search's (its seed, the crops
+        of epochs 0, 1, ...: every candidate sees the same); run k > 0 starts from other weights (seed + k x
+        :data:`RUN_SEED_STRIDE`) and sees other crops (those of epochs k x ``max_epochs``, ...)."""
+        ctx, h = self.ctx, self.ctx.cfg.halving
+        torch.manual_seed(ctx.cfg.seed + RUN_SEED_STRIDE * run)
         model = build_model(nested_spec(ctx.space, g)).to(ctx.device)
         path = path_named("fp32" if ctx.cfg.precision == "auto" else ctx.cfg.precision)
         path.prepare(model)  # auto's timing trial would cost more than it saves on one-epoch candidates
@@ -269,10 +313,10 @@ class Halving(Strategy):
         sched = build_scheduler(opt, "cosine", self.max_epochs * len(ctx.train_loader), min(h.min_lr, ctx.cfg.lr))
         best_iou = 0.0
         for epoch in range(1, self.max_epochs + 1):
-            ctx.set_train_epoch(epoch - 1)  # every candidate sees the same crops in the same order
+            ctx.set_train_epoch(run * self.max_epochs + epoch - 1)
             start = time.perf_counter()
             stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
-                                desc=f"candidate {trial.number} epoch {epoch}")
+                                desc=f"{desc} epoch {epoch}")
             val = evaluate(model, self.val_loader, loss_fn=ctx.loss_fn, desc="validate")
             best_iou = max(best_iou, val["iou"])
             signal = {"val_loss": val["loss"], "train_loss": stats["loss"], "val_iou": 1.0 - val["iou"],
@@ -280,12 +324,6 @@ class Halving(Strategy):
             score = float(search_loss(torch.tensor(signal[h.metric]), torch.tensor(ms), self.target_ms,
                                       kind=ctx.cfg.latency_loss, weight=ctx.cfg.latency_weight,
                                       alpha=ctx.cfg.mul_log_alpha, beta=ctx.cfg.mul_log_beta))
-            trial.report(score, epoch)
-            stop = epoch < self.max_epochs and trial.should_prune()
-            self.log.append({"trial": trial.number, "epoch": epoch, "predicted_ms": round(ms, 4),
-                             "state": "stopped" if stop else ("complete" if epoch == self.max_epochs else "running"),
-                             "train_loss": stats["loss"], "val_loss": val["loss"], "val_iou": val["iou"],
-                             "score": score, "seconds": round(time.perf_counter() - start, 1)})  # + validation
-            if stop:
-                return optuna.trial.TrialState.PRUNED, None
-        return optuna.trial.TrialState.COMPLETE, score
+            yield {"epoch": epoch, "predicted_ms": round(ms, 4), "train_loss": stats["loss"],
+                   "val_loss": val["loss"], "val_iou": val["iou"], "score": score,
+                   "seconds": round(time.perf_counter() - start, 1)}  # + validation
