@@ -33,7 +33,8 @@ several seeds (Li & Talwalkar 2019, Yang et al. 2020; ../shared/reference/search
 two-stage one. ``--at-ms MS`` compares at a given latency: the random networks are drawn at MS ± ``--tol`` and the
 search made here gets that band as its budget (hinge, ``halving.floor``); a given ``--search`` must lie in it.
 ``--reuse LEDGER`` copies another comparison's finished retrains of the same random genotypes (same budget, data
-and seed) instead of training them again: two searches compared at one latency share their random networks.
+and seed) instead of training them again: two searches compared at one latency share their random networks (and
+the searched network's, where that ledger's search found the same network).
 
     python bench/search_vs_random.py --dataset ../shared/datasets/NUDT-SIRST --split 50_50 --epochs 8 \
         --search-preset cpu --at-ms 53.43374615096447 --no-ablation --baselines --out runs/bench/svr_nudt_cpu \
@@ -76,7 +77,7 @@ BUDGET_WEIGHT = 1.0  # λ of the hinge budget --at-ms gives the search here (wit
 # what --ledger keeps of OUT (besides every finished retrain's metrics, log and config)
 LEDGER_FILES = ("networks.json", "latency.json", FILE, "search_vs_random.md", "genotypes/*.json",
                 "search/genotype.json", "search/stage1_genotype.json", "search/config.yaml", "search/search_log.csv",
-                "search/trials.csv")
+                "search/trials.csv", "search/finalists.csv")
 
 
 def ensure_search(args: argparse.Namespace) -> Path:
@@ -194,8 +195,9 @@ def collect(args: argparse.Namespace, nets: list[dict], latency: dict) -> tuple[
 
 
 def search_seconds(search: Path) -> float | None:
-    log = next((search / f for f in ("search_log.csv", "trials.csv") if (search / f).exists()), None)
-    rows = read_csv_rows(log) if log is not None else []  # halving: every candidate epoch's seconds
+    """Seconds the search trained and validated: two-stage's epochs, or halving's candidate epochs and its
+    finalists' further runs."""
+    rows = [r for f in ("search_log.csv", "trials.csv", "finalists.csv") for r in read_csv_rows(search / f)]
     return round(sum(float(r.get("seconds") or 0) for r in rows), 1) if rows else None
 
 
@@ -270,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             for *_, net, seed in order]
     if args.reuse is not None:
         space = load_space(nets[0]["space"])
-        mine = {n["name"]: load_genotype(n["genotype"], space) for n in nets if n["role"] == "random"}
-        filled, reused = reuse_retrains(args.reuse, jobs, mine, space)
+        mine = {n["name"]: load_genotype(n["genotype"], space) for n in nets if n["role"] in ("random", "searched")}
+        # the searched network's too, where that ledger's search found the same network
+        filled, reused = reuse_retrains(args.reuse, jobs, mine, space, {"searched": "search/genotype.json"})
         print(f"reuse {args.reuse}: {len(filled)} finished retrains copied ({len(reused)} of this comparison's "
               f"retrains are that ledger's)", flush=True)
         reused_from = {"ledger": str(args.reuse), "retrains": sorted(str(p.relative_to(args.out)) for p in reused)}

@@ -136,28 +136,38 @@ def test_a_comparison_at_a_given_latency_reuses_another_ledgers_retrains_of_the_
     plan = read_json(first / "networks.json")
     assert [n["role"] for n in plan["networks"]] == ["searched", "random", "random"]  # --no-ablation
     at = plan["target_ms"]  # the first comparison's latency: the same random draws
+    # as a ledger of a search made in its comparison's folder keeps it (LEDGER_FILES), so that a comparison whose
+    # search found the same network reuses that network's retrains too
+    (root / "ledger_a" / "search").mkdir()
+    shutil.copy(root / "out" / "search" / "genotype.json", root / "ledger_a" / "search" / "genotype.json")
     capsys.readouterr()
     second = root / "reuse_b"
     assert bench.main([*common, "--out", str(second), "--at-ms", str(at), "--reuse", str(root / "ledger_a")]) == 0
     out = capsys.readouterr().out
-    # the random networks (the other ledger keeps their genotypes): the searched one is trained here
-    assert f"reuse {root / 'ledger_a'}: 2 finished retrains copied (2 of this comparison's retrains" in out
-    trained = [line[:31] for line in out.splitlines() if line.startswith("retrain ")]
-    assert trained == ["retrain 3/3 done: nets/searched"]
+    # the random networks (the other ledger keeps their genotypes) and the searched one (the same search's network)
+    assert f"reuse {root / 'ledger_a'}: 3 finished retrains copied (3 of this comparison's retrains" in out
+    assert not [line for line in out.splitlines() if line.startswith("retrain ")]  # nothing trained
     again = read_json(second / "networks.json")
     assert again["target_ms"] == at and again["settings"]["at_ms"] == at
     assert [n["predicted_ms"] for n in again["networks"]] == [n["predicted_ms"] for n in plan["networks"]]
     assert read_json(second / "search_vs_random.json")["reused_from"] == {
-        "ledger": str(root / "ledger_a"), "retrains": ["nets/random_0/seed3", "nets/random_1/seed3"]}
+        "ledger": str(root / "ledger_a"),
+        "retrains": ["nets/random_0/seed3", "nets/random_1/seed3", "nets/searched/seed3"]}
     rows = [read_json(f / "search_vs_random.json")["rows"] for f in (first, second)]
-    assert [r for r in rows[1] if r["net"] != "searched"] == [r for r in rows[0] if r["net"] != "searched"]
+    assert rows[1] == rows[0]
     capsys.readouterr()
     assert bench.main([*common, "--out", str(second), "--at-ms", str(at), "--reuse", str(root / "ledger_a")]) == 0
-    assert ": 0 finished retrains copied (2 of this comparison's retrains are that ledger's)" in capsys.readouterr().out
+    assert ": 0 finished retrains copied (3 of this comparison's retrains are that ledger's)" in capsys.readouterr().out
     third = root / "reuse_c"  # another training budget: nothing is reused
     assert bench.main([*common[:-10], "--epochs", "2", *common[-8:], "--out", str(third), "--at-ms", str(at),
                        "--reuse", str(root / "ledger_a"), "--no-train"]) == 0
     assert f"reuse {root / 'ledger_a'}: 0 finished retrains copied (0 of" in capsys.readouterr().out
+    other = root / "ledger_other"  # a ledger whose search found another network: only the random ones are reused
+    shutil.copytree(root / "ledger_a", other)
+    shutil.copy(other / "genotypes" / "random_0.json", other / "search" / "genotype.json")
+    assert bench.main([*common, "--out", str(root / "reuse_e"), "--at-ms", str(at), "--reuse", str(other),
+                       "--no-train"]) == 0
+    assert f"reuse {other}: 2 finished retrains copied (2 of" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="is not within 5 % of --at-ms"):
         bench.main([*common, "--out", str(root / "reuse_d"), "--at-ms", str(plan["target_ms"] * 2)])
 

@@ -81,17 +81,18 @@ def same_budget(mine: Mapping, theirs: Mapping) -> bool:
     return pick(mine) == pick(theirs)
 
 
-def reuse_retrains(other: Path, jobs: Sequence[tuple], genotypes: Mapping[str, Genotype], space: SearchSpace
-                   ) -> tuple[list[Path], list[Path]]:
+def reuse_retrains(other: Path, jobs: Sequence[tuple], genotypes: Mapping[str, Genotype], space: SearchSpace,
+                   genotype_files: Mapping[str, str] | None = None) -> tuple[list[Path], list[Path]]:
     """Copy ``other`` ledger's finished retrains into the jobs' folders where the network is the same (its
-    genotype, by name, equals ``other/genotypes/<name>.json``) and so are budget, data and seed
+    genotype, by name, equals ``other/genotypes/<name>.json``, or ``other/<genotype_files[name]>``) and so are
+    budget, data and seed
     (:func:`same_budget`); a folder that already holds a retrain of its own, finished or begun, is left alone.
     ``jobs``: (RetrainConfig, OUT/nets/<name>/seed<k>). Returns (the folders filled now, every folder holding
     ``other``'s retrain: filled now or by an earlier call)."""
     filled, reused = [], []
     for cfg, out in jobs:
         name, theirs = out.parent.name, other / "nets" / out.parent.name / out.name
-        mine, kept = genotypes.get(name), other / "genotypes" / f"{name}.json"
+        mine, kept = genotypes.get(name), other / (genotype_files or {}).get(name, f"genotypes/{name}.json")
         if mine is None or not kept.is_file() or not all((theirs / f).is_file() for f in RETRAIN_FILES):
             continue
         if load_genotype(kept, space).nodes != mine.nodes:
