@@ -24,7 +24,7 @@ prices within T, and above --floor x T) for --rungs epochs, stopping all but the
 resumable too. --preset cpu is that search sized for a 2-core CPU on the real datasets (about an hour on
 NUDT-SIRST: 16 candidates on 128-px crops with retrain's quick optimiser, rungs 2:8:3 on 530 training images
 scaled to the split's size, signal best_val_iou). --final-seeds 2 trains the best two finishers once more from
-other seeds and returns the better on average (logged in finalists.csv; 7-18 min more with the cpu preset).
+other seeds and returns the better on average (logged in finalists.csv; 6-18 min more with the cpu preset).
 
 Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
 on 2 CPU cores). Multi-process (two-stage only): torchrun --nproc_per_node N -m hnanas search ..."""

@@ -55,7 +55,8 @@ class HalvingConfig:
     # the best `finalists` candidates that trained max_epochs are trained again from scratch on final_seeds - 1
     # more seeds (other initial weights, other crops) and the one with the best mean final score is the result:
     # one training run's validation IoU is a noisy estimate of a network's. 1: the search's own run decides (the
-    # cpu preset too: 2 costs 7-18 min more there, 69 min in all on NUDT-SIRST at 53.4 ms; docs/results.md)
+    # cpu preset too: 2 costs 6-18 min more there, 69 min in all on NUDT-SIRST at 53.4 ms, and with 12 candidates
+    # to pay for it the 18 ms NUDT-SIRST search missed; docs/results.md)
     final_seeds: int = 1
     finalists: int = 2
 
