@@ -74,10 +74,6 @@ def trained(t: optuna.trial.FrozenTrial) -> bool:
     return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
 
 
-def _int(text: str | None) -> int | None:
-    return int(text) if text and text.lstrip("-").isdigit() else None
-
-
 def rung_epochs(h: HalvingConfig, n_train: int) -> tuple[int, int]:
     """(first rung, last epoch) of a candidate on a training split of ``n_train`` images: ``h.min_epochs`` and
     ``h.max_epochs``, scaled to the split's size when ``h.rung_images`` is set (whole epochs that see at most the
@@ -184,10 +180,10 @@ class Halving(Strategy):
         """{(trial, run): final score} of the finalists' finished runs in ``finalists.csv``; the rows of a run cut
         short by a kill are dropped (it is trained again from its start)."""
         last = str(self.max_epochs)
-        runs = {(int(r["trial"]), int(r["run"])): float(r["score"]) for r in self.final_log.rows()
-                if r.get("epoch") == last and r.get("score")}
-        self.final_log.keep(lambda r: (_int(r.get("trial")), _int(r.get("run"))) in runs)
-        return runs
+        finished = {(r["trial"], r["run"]): float(r["score"]) for r in self.final_log.rows()
+                    if r.get("epoch") == last and r.get("score")}
+        self.final_log.keep(lambda r: (r.get("trial"), r.get("run")) in finished)
+        return {(int(t), int(k)): score for (t, k), score in finished.items()}
 
     def rerank(self) -> optuna.trial.FrozenTrial:
         """The result: the best candidate of the search's runs, or, with ``halving.final_seeds`` > 1, the finalist
