@@ -36,9 +36,9 @@ COLUMNS = {"train_loss": "loss"}  # retrain_log.csv column of a signal, where it
 
 
 def load_networks(ledger: Path) -> dict[str, dict]:
-    """{network: {"key", "budget", "seeds": {seed: (test IoU, log rows)}}} for the ledger's non-baseline networks:
-    ``key`` the genotype file its retrains name (its name where they name none), ``budget`` the retrains' dataset,
-    split, epochs, crop and batch (None without a config)."""
+    """{network: {"genotype", "budget", "seeds": {seed: (test IoU, log rows)}}} for the ledger's non-baseline
+    networks: ``genotype`` the genotype file its retrains name, ``budget`` the retrains' dataset, split, epochs, crop
+    and batch (both None without a config)."""
     if not (ledger / "networks.json").is_file():
         raise SystemExit(f"ledger_signals: {ledger} has no networks.json; pass a --ledger folder of "
                          f"bench/search_vs_random.py")
@@ -48,13 +48,13 @@ def load_networks(ledger: Path) -> dict[str, dict]:
             continue
         for run in sorted((ledger / "nets" / net["name"]).glob("seed*")):
             if (run / "metrics.json").is_file() and (run / "retrain_log.csv").is_file():
-                entry = nets.setdefault(net["name"], {"key": net["name"], "budget": None, "seeds": {}})
+                entry = nets.setdefault(net["name"], {"genotype": None, "budget": None, "seeds": {}})
                 entry["seeds"][int(run.name[4:])] = (float(read_json(run / "metrics.json")["iou"]),
                                                      read_csv_rows(run / "retrain_log.csv"))
                 if (run / "config.yaml").is_file():
                     cfg = read_yaml(run / "config.yaml")
                     data, train = cfg["data"], cfg["train"]
-                    entry["key"] = cfg["model"].get("genotype") or net["name"]
+                    entry["genotype"] = cfg["model"].get("genotype")
                     entry["budget"] = {"dataset": Path(data["dataset"]).name, "split": data["split"],
                                        "epochs": train["epochs"], "crop": data["crop_size"],
                                        "batch": train["batch_size"]}
@@ -76,12 +76,12 @@ def pool(ledgers: list[Path]) -> tuple[dict, list[dict]]:
                                      f"{budget}; pool only ledgers of one dataset and budget")
                 budget, budget_of = net["budget"], ledger
             label = name if len(ledgers) == 1 else f"{ledger.name.removeprefix('search_vs_random_')}/{name}"
-            key = f"{ledger}/{name}" if net["key"] == name else net["key"]
+            key = net["genotype"] or f"{ledger}/{name}"  # a network without a genotype file is its ledger's own
             if key in seen:
                 continue
             seen.add(key)
             curves[label] = net["seeds"]
-            sources.append({"network": label, "ledger": str(ledger), "genotype": net["key"]})
+            sources.append({"network": label, "ledger": str(ledger), "genotype": net["genotype"]})
     return curves, sources
 
 
