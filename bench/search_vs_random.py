@@ -56,6 +56,7 @@ import sys
 import time
 from pathlib import Path
 
+from hnanas.config import assignments
 from hnanas.envinfo import environment
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_json, write_json, write_text
@@ -91,7 +92,7 @@ def ensure_search(args: argparse.Namespace) -> Path:
         changes.update({"latency_loss": "hinge", "latency_weight": BUDGET_WEIGHT,
                         "target_latency_ms": args.at_ms * (1 + args.tol),
                         "halving.floor": (1 - args.tol) / (1 + args.tol)})
-    cfg = resolve_config(args.search_preset, changes)
+    cfg = resolve_config(args.search_preset, {**changes, **assignments(args.search_set, source="--search-set")})
     if not (args.out / "search" / "genotype.json").exists():
         print(f"search: {args.search_preset} preset ({cfg.strategy}), {cfg.latency_loss} λ {cfg.latency_weight}"
               f" -> {args.out / 'search'}", flush=True)
@@ -211,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", default="rep_nested", help="space of the search run made here (default rep_nested)")
     p.add_argument("--search-preset", choices=["quick", "cpu", "paper"], default="quick",
                    help="preset of the search run made here (default quick: the two-stage search; cpu: halving)")
+    p.add_argument("--search-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the config of the search made here (dotted keys of the search config, e.g. "
+                        "halving.min_epochs=1; repeatable)")
     p.add_argument("--search-seed", type=int, default=0,
                    help="seed of the search run made here (default 0; another seed measures how much the result "
                         "depends on it)")
@@ -251,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             args.target_latency is not None or resolve_config(args.search_preset, {}).strategy != "halving"):
         raise SystemExit("search_vs_random: --at-ms makes the search here a halving search in that band; use it "
                          "with --search-preset cpu and without --target-latency (or pass --search)")
+    if args.search is not None and args.search_set:
+        raise SystemExit("search_vs_random: --search-set changes the search made here; with --search there is none "
+                         "(leave one of them out)")
     if len(set(args.seeds)) != len(args.seeds) or args.k < 2 or args.jobs < 1:
         raise SystemExit("search_vs_random: --seeds must be distinct, --k at least 2, --jobs at least 1")
     t0 = time.time()

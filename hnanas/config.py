@@ -18,6 +18,8 @@ import typing
 from typing import (Any, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin,
                     get_type_hints)
 
+import yaml
+
 from hnanas.errors import ConfigError
 
 T = TypeVar("T")
@@ -160,6 +162,23 @@ def nest(changes: Mapping[str, Any]) -> dict:
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = None if value is NULL else value
+    return out
+
+
+def assignments(items: Sequence[str], *, source: str = "command line") -> dict:
+    """``["halving.eta=2", "seed=3", "table=null"]`` -> dotted changes for :func:`override`: each value read as a
+    YAML scalar (``safe_load``: numbers, booleans; ``null`` becomes :data:`NULL`, which sets None)."""
+    out: dict = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"{source}: {item!r} is not KEY=VALUE")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{source}: {item!r}: {value!r} is not a value (a number, true/false, null or a "
+                              f"word)") from None
+        out[key.strip()] = NULL if parsed is None else parsed
     return out
 
 

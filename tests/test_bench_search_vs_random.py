@@ -9,6 +9,7 @@ import pytest
 
 from _helpers import load_bench, synthetic_table
 from hnanas.data.synthetic import SynthParams, write_synthetic
+from hnanas.errors import ConfigError
 from hnanas.fileio import read_json, write_text
 from hnanas.latency.table import LatencyTable
 from hnanas.nas.genotype import load_genotype, make_genotype
@@ -170,6 +171,8 @@ def test_a_comparison_at_a_given_latency_reuses_another_ledgers_retrains_of_the_
     assert f"reuse {other}: 2 finished retrains copied (2 of" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="is not within 5 % of --at-ms"):
         bench.main([*common, "--out", str(root / "reuse_d"), "--at-ms", str(plan["target_ms"] * 2)])
+    with pytest.raises(SystemExit, match="--search-set changes the search made here"):
+        bench.main([*common, "--out", str(root / "reuse_d"), "--search-set", "halving.trials=3"])
 
 
 def test_reuse_needs_the_same_budget_data_and_seed():
@@ -185,3 +188,23 @@ def test_reuse_needs_the_same_budget_data_and_seed():
                                 ("data", "split", "other"), ("optim", "lr", 1e-3), ("data", "dataset", "/a/NUAA"),
                                 ("train", "device", "cuda")):
         assert not same_budget(base, {**base, section: {**base[section], key: value}})
+
+
+def test_search_set_changes_the_config_of_the_search_made_here(monkeypatch, tmp_path):
+    bench = load_bench("search_vs_random")
+    seen = {}
+
+    def stop(cfg, out):
+        seen["cfg"] = cfg
+        raise SystemExit("stopped before searching")
+
+    monkeypatch.setattr(bench, "search_once", stop)
+    with pytest.raises(SystemExit, match="stopped before searching"):
+        bench.main(["--search-preset", "cpu", "--at-ms", "20", "--search-set", "halving.min_epochs=1",
+                    "--search-set", "halving.trials=20", "--out", str(tmp_path / "out")])
+    h = seen["cfg"].halving
+    assert (h.min_epochs, h.trials, h.max_epochs) == (1, 20, 8)  # changed, changed, the preset's
+    assert seen["cfg"].target_latency_ms == pytest.approx(21.0)  # --at-ms's band still applies
+    with pytest.raises(ConfigError, match="unknown key 'halving.trial'"):
+        bench.main(["--search-preset", "cpu", "--at-ms", "20", "--search-set", "halving.trial=20",
+                    "--out", str(tmp_path / "out")])

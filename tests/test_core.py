@@ -9,7 +9,7 @@ import pytest
 
 import hnanas
 from hnanas.cli import main
-from hnanas.config import from_dict, override, to_dict
+from hnanas.config import NULL, assignments, from_dict, override, to_dict
 from hnanas.errors import ConfigError
 from hnanas.fileio import atomic_path, read_yaml, stable_hash, write_json
 
@@ -53,6 +53,17 @@ def test_override_dotted_keys_and_unknown():
     assert cfg.optim.lr == 0.5 and cfg.epochs == 3
     with pytest.raises(ConfigError, match="unknown key 'optim.momentum'"):
         override(Cfg(), {"optim.momentum": 0.9})
+
+
+def test_assignments_read_yaml_scalars_and_refuse_what_is_not_key_value():
+    changes = assignments(["optim.lr=0.5", "flag=true", "optim.name=sgd", "epochs=null"])
+    assert changes == {"optim.lr": 0.5, "flag": True, "optim.name": "sgd", "epochs": NULL}
+    cfg = override(Cfg(), {k: v for k, v in changes.items() if k != "epochs"})
+    assert cfg.optim.lr == 0.5 and cfg.flag is True and cfg.optim.name == "sgd"
+    with pytest.raises(ConfigError, match="--set: 'epochs' is not KEY=VALUE"):
+        assignments(["epochs"], source="--set")
+    with pytest.raises(ConfigError, match="is not a value"):
+        assignments(["sizes=[1"])
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):

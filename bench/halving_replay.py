@@ -1,0 +1,213 @@
+"""Which halving schedule picks the best network? Replay the halving strategy on comparison ledgers (issue 15).
+
+A pooled ground truth of search-vs-random ledgers (``bench/ledger_signals.py``: networks of one dataset and retrain
+budget, each retrained on 3 seeds with its per-epoch log) is a population of candidates whose learning curves
+are known. One replay draws ``halving.trials`` of them at random, in random order, and runs them through the
+strategy's successive halving exactly as ``hnanas search --strategy halving`` does: Optuna's
+``SuccessiveHalvingPruner`` with the config's first rung and ``eta`` (rungs scaled to ``--train-images`` as the
+search scales them), each candidate reporting the score the strategy computes from its signal after every epoch,
+read off one seed's retrain log; the winner is the best complete candidate (with ``final_seeds`` 2 the best
+``finalists`` are scored again on a second seed's run and ranked by the mean). The winner is judged by a third
+seed's test IoU, against the mean of the candidates it was drawn with (what a random pick would score), and what
+it cost is counted in candidate-epochs (training, not CPU seconds: the replay is machine-free). Beside the
+variants, two references on the same draws: training every candidate to the end and picking by the same signal
+(no halving), and the oracle that picks by the judging seed itself (what no signal can beat).
+
+    python bench/halving_replay.py bench/data/search_vs_random_NUAA-SIRST_cpu42 ... --train-images 273 \\
+        --variant "eta 2: eta=2" --variant "final seeds 2: final_seeds=2" --json out.json
+
+What it leaves out: TPE (candidates are drawn from the pool at random, as the start-up candidates are), the
+latency term (inside a hinge budget's band it is 0), and how long each candidate's epochs take. The retrain
+logs must be as long as the config's last rung (the learning rate follows a cosine over ``max_epochs`` in both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+from pathlib import Path
+
+import optuna
+
+from hnanas.config import assignments, override, to_dict
+from hnanas.errors import ConfigError
+from hnanas.fileio import write_json
+from hnanas.search.config import HalvingConfig, preset_config
+from hnanas.search.halving import TIE_BREAK, rung_epochs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ledger_signals import pool  # noqa: E402
+
+COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+
+
+def score(rows: list[dict], metric: str, epoch: int) -> float:
+    """The strategy's score of a candidate after ``epoch`` (lower is better; ``Halving.train``'s signals)."""
+    upto = [r for r in rows if int(r["epoch"]) <= epoch]
+    last = upto[-1]
+    if metric == "best_val_iou":
+        return 1.0 - max(float(r["val_iou"]) for r in upto) + TIE_BREAK * float(last["val_loss"])
+    return {"val_loss": float(last["val_loss"]), "train_loss": float(last["loss"]),
+            "val_iou": 1.0 - float(last["val_iou"])}[metric]
+
+
+def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[int, int, list[int]]:
+    """Run candidates ``logs`` (one retrain log each, in drawing order) through Optuna's successive halving:
+    (index of the best complete candidate, candidate-epochs trained, indices of the complete ones, best first)."""
+    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=lo, reduction_factor=h.eta))
+    cost, done = 0, {}
+    for i, rows in enumerate(logs):
+        trial = study.ask()
+        for epoch in range(1, hi + 1):
+            value = score(rows, h.metric, epoch)
+            trial.report(value, epoch)
+            cost += 1
+            if epoch < hi and trial.should_prune():
+                study.tell(trial, state=PRUNED)
+                break
+        else:
+            study.tell(trial, value, state=COMPLETE)
+            done[i] = value
+    ranked = sorted(done, key=done.get)
+    return ranked[0], cost, ranked
+
+
+def pick(curves: dict, names: list[str], seeds: list[int], h: HalvingConfig, lo: int, hi: int) -> tuple[str, int]:
+    """The network the strategy picks from ``names`` (drawing order) with the search's run on ``seeds[0]`` and a
+    finalist's second run on ``seeds[1]``, and the candidate-epochs it cost."""
+    best, cost, ranked = halve([curves[n][seeds[0]][1] for n in names], h, lo, hi)
+    finalists = ranked[:h.finalists]
+    if h.final_seeds == 1 or len(finalists) < 2:
+        return names[best], cost
+    runs = seeds[:h.final_seeds]
+    mean = {i: statistics.fmean(score(curves[names[i]][s][1], h.metric, hi) for s in runs) for i in finalists}
+    return names[min(finalists, key=mean.get)], cost + hi * len(finalists) * (h.final_seeds - 1)
+
+
+def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps: int, seed: int) -> dict:
+    """Replay every variant ``reps`` times on the same draws (candidates, order, seeds); per variant the mean gain
+    (winner's judging-seed test IoU minus its candidates' mean), its standard error, the winner's percentile among
+    its candidates, and the mean candidate-epochs; the references on the same draws."""
+    shared = sorted(set.intersection(*(set(c) for c in curves.values())))
+    runs = max(h.final_seeds for h in variants.values())
+    if len(shared) < runs + 1:
+        raise SystemExit(f"halving_replay: the networks share {len(shared)} finished seed(s); a replay needs "
+                         f"{runs} for the search's runs and 1 to judge")
+    rungs = {k: rung_epochs(h, n_train) for k, h in variants.items()}
+    epochs = min(int(c[s][1][-1]["epoch"]) for c in curves.values() for s in shared)
+    for k, (lo, hi) in rungs.items():
+        if hi != epochs:
+            raise SystemExit(f"halving_replay: variant {k!r} trains candidates {hi} epochs on {n_train} images, the "
+                             f"ledgers' retrains {epochs}; replay only a config whose last rung is the retrains' "
+                             f"budget (its learning rate follows a cosine over its last rung)")
+    n = {k: h.trials for k, h in variants.items()}
+    if max(n.values()) > len(curves):
+        raise SystemExit(f"halving_replay: {max(n.values())} candidates per search, the ledgers hold "
+                         f"{len(curves)} networks; lower halving.trials or pool more ledgers")
+    rng = random.Random(seed)
+    out = {k: {"gain": [], "percentile": [], "cost": []} for k in [*variants, "no halving", "oracle"]}
+    for _ in range(reps):
+        order = rng.sample(sorted(curves), len(curves))
+        perm = rng.sample(shared, len(shared))
+        judge = perm[-1]
+        truth = {name: curves[name][judge][0] for name in order}
+        for k, h in variants.items():
+            names = order[:n[k]]
+            winner, cost = pick(curves, names, perm, h, *rungs[k])
+            record(out[k], truth, names, winner, cost)
+        names = order[:max(n.values())]  # the references: the most candidates any variant draws
+        metric = next(iter(variants.values())).metric  # the base config's signal
+        by_signal = min(names, key=lambda x: score(curves[x][perm[0]][1], metric, epochs))
+        record(out["no halving"], truth, names, by_signal, epochs * len(names))
+        record(out["oracle"], truth, names, max(names, key=truth.get), epochs * len(names))
+    return {k: summary(v) for k, v in out.items()} | {"_rungs": {k: list(r) for k, r in rungs.items()},
+                                                        "_seeds": shared, "_epochs": epochs,
+                                                        "_reference_candidates": max(n.values())}
+
+
+def record(acc: dict, truth: dict, names: list[str], winner: str, cost: int) -> None:
+    values = [truth[x] for x in names]
+    acc["gain"].append(truth[winner] - statistics.fmean(values))
+    acc["percentile"].append(sum(v <= truth[winner] for v in values) / len(values))
+    acc["cost"].append(cost)
+
+
+def summary(acc: dict) -> dict:
+    g = acc["gain"]
+    return {"gain": statistics.fmean(g), "gain_se": statistics.stdev(g) / len(g) ** 0.5 if len(g) > 1 else None,
+            "percentile": statistics.fmean(acc["percentile"]), "candidate_epochs": statistics.fmean(acc["cost"])}
+
+
+def pooled_seed_sd(curves: dict) -> float:
+    """sqrt of the mean over networks of the variance of test IoU over seeds: the comparison's unit of gap."""
+    return statistics.fmean(statistics.variance([v[0] for v in c.values()]) for c in curves.values()) ** 0.5
+
+
+def parse_variant(text: str, base: HalvingConfig) -> tuple[str, HalvingConfig]:
+    """``"LABEL: key=value, key=value"`` (keys of the halving config) -> (label, the base config changed so)."""
+    label, _, sets = text.partition(":")
+    source = f"--variant {label.strip()!r}"
+    try:
+        changes = assignments([s.strip() for s in sets.split(",") if s.strip()], source=source)
+        return label.strip(), override(base, changes, source=source)
+    except (ConfigError, ValueError) as e:
+        raise SystemExit(f"halving_replay: {e}") from None
+
+
+def table(result: dict, sd: float) -> str:
+    lines = ["| schedule | rungs (epochs) | gain, IoU points | gain / pooled seed sd | percentile | candidate-epochs |",
+             "|---|---|---|---|---|---|"]
+    for k, r in result.items():
+        if k.startswith("_"):
+            continue
+        rungs = result["_rungs"].get(k)
+        if rungs is None:
+            k = f"{k} ({result['_reference_candidates']} candidates)"
+        se = f" ± {100 * r['gain_se']:.2f}" if r["gain_se"] is not None else ""
+        in_sd = "n/a" if sd == 0 else f"{r['gain'] / sd:+.2f}"
+        lines.append(f"| {k} | {'%d:%d' % tuple(rungs) if rungs else '-'} | {100 * r['gain']:+.2f}{se} | {in_sd} | "
+                     f"{r['percentile']:.2f} | {r['candidate_epochs']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("ledger", type=Path, nargs="+", help="search-vs-random ledgers of one dataset and budget")
+    p.add_argument("--train-images", type=int, required=True, help="images a candidate trains on (hnanas search "
+                   "logs it: 273 on NUAA-SIRST idx_427, 530 on NUDT-SIRST 50_50); the rungs are scaled to it")
+    p.add_argument("--preset", default="cpu", help="search preset whose halving config is replayed (default cpu)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="change the preset's halving config itself, e.g. trials=12 (repeatable; the variants "
+                        "start from the changed config)")
+    p.add_argument("--variant", action="append", default=[], metavar="'LABEL: key=value, ...'",
+                   help="also replay the preset's halving config with these changes (repeatable)")
+    p.add_argument("--reps", type=int, default=2000, help="replays per variant (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    args = p.parse_args(argv)
+    if args.train_images < 1 or args.reps < 1:
+        raise SystemExit("halving_replay: --train-images and --reps must be 1 or more")
+    label, base = parse_variant(f"preset {args.preset}{' + ' if args.sets else ''}{', '.join(args.sets)}: "
+                                f"{', '.join(args.sets)}", preset_config(args.preset).halving)
+    variants = dict([(label, base), *(parse_variant(v, base) for v in args.variant)])
+    curves, sources = pool(args.ledger)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    result = replay(curves, variants, args.train_images, args.reps, args.seed)
+    sd = pooled_seed_sd(curves)
+    print(f"{len(curves)} networks, seeds {result['_seeds']}, {args.reps} replays; pooled seed sd of test IoU "
+          f"{100 * sd:.1f} points")
+    print(table(result, sd))
+    if args.json is not None:
+        write_json(args.json, {"ledger": [str(x) for x in args.ledger], "networks": len(curves),
+                               "pooled_seed_sd": sd, "reps": args.reps, "seed": args.seed,
+                               "train_images": args.train_images, "result": result, "sources": sources,
+                               "variants": {k: to_dict(h) for k, h in variants.items()},
+                               "command": " ".join(["python", "bench/halving_replay.py", *(argv or sys.argv[1:])])})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
