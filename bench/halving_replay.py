@@ -9,7 +9,9 @@ search scales them), each candidate reporting the score the strategy computes fr
 read off one seed's retrain log; the winner is the best complete candidate (with ``final_seeds`` 2 the best
 ``finalists`` are scored again on a second seed's run and ranked by the mean). The winner is judged by a third
 seed's test IoU, against the mean of the candidates it was drawn with (what a random pick would score), and what
-it cost is counted in candidate-epochs (training, not CPU seconds: the replay is machine-free). Beside the
+it cost is counted in candidate-epochs (training, not CPU seconds: the replay is machine-free); how often the
+winner is the first candidate drawn is counted too (Optuna's asynchronous pruner stops nobody at a rung no one
+else has reached, so the first candidate always trains to the end: 1 in ``trials`` would be no bias). Beside the
 variants, two references on the same draws: training every candidate to the end and picking by the same signal
 (no halving), and the oracle that picks by the judging seed itself (what no signal can beat).
 
@@ -90,7 +92,8 @@ def pick(curves: dict, names: list[str], seeds: list[int], h: HalvingConfig, lo:
 def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps: int, seed: int) -> dict:
     """Replay every variant ``reps`` times on the same draws (candidates, order, seeds); per variant the mean gain
     (winner's judging-seed test IoU minus its candidates' mean), its standard error, the winner's percentile among
-    its candidates, and the mean candidate-epochs; the references on the same draws."""
+    its candidates, the mean candidate-epochs, and how often the winner is the first candidate drawn (Optuna's
+    asynchronous halving lets the first through every rung unopposed); the references on the same draws."""
     shared = sorted(set.intersection(*(set(c) for c in curves.values())))
     runs = max(h.final_seeds for h in variants.values())
     if len(shared) < runs + 1:
@@ -108,7 +111,7 @@ def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps:
         raise SystemExit(f"halving_replay: {max(n.values())} candidates per search, the ledgers hold "
                          f"{len(curves)} networks; lower halving.trials or pool more ledgers")
     rng = random.Random(seed)
-    out = {k: {"gain": [], "percentile": [], "cost": []} for k in [*variants, "no halving", "oracle"]}
+    out = {k: {"gain": [], "percentile": [], "cost": [], "first": []} for k in [*variants, "no halving", "oracle"]}
     for _ in range(reps):
         order = rng.sample(sorted(curves), len(curves))
         perm = rng.sample(shared, len(shared))
@@ -130,6 +133,7 @@ def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps:
 
 def record(acc: dict, truth: dict, names: list[str], winner: str, cost: int) -> None:
     values = [truth[x] for x in names]
+    acc["first"].append(winner == names[0])
     acc["gain"].append(truth[winner] - statistics.fmean(values))
     acc["percentile"].append(sum(v <= truth[winner] for v in values) / len(values))
     acc["cost"].append(cost)
@@ -138,7 +142,8 @@ def record(acc: dict, truth: dict, names: list[str], winner: str, cost: int) -> 
 def summary(acc: dict) -> dict:
     g = acc["gain"]
     return {"gain": statistics.fmean(g), "gain_se": statistics.stdev(g) / len(g) ** 0.5 if len(g) > 1 else None,
-            "percentile": statistics.fmean(acc["percentile"]), "candidate_epochs": statistics.fmean(acc["cost"])}
+            "percentile": statistics.fmean(acc["percentile"]), "candidate_epochs": statistics.fmean(acc["cost"]),
+            "winner_is_first": statistics.fmean(acc["first"])}
 
 
 def pooled_seed_sd(curves: dict) -> float:
@@ -158,8 +163,8 @@ def parse_variant(text: str, base: HalvingConfig) -> tuple[str, HalvingConfig]:
 
 
 def table(result: dict, sd: float) -> str:
-    lines = ["| schedule | rungs (epochs) | gain, IoU points | gain / pooled seed sd | percentile | candidate-epochs |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| schedule | rungs (epochs) | gain, IoU points | gain / pooled seed sd | percentile | candidate-epochs | "
+             "winner drawn first |", "|---|---|---|---|---|---|---|"]
     for k, r in result.items():
         if k.startswith("_"):
             continue
@@ -169,7 +174,7 @@ def table(result: dict, sd: float) -> str:
         se = f" ± {100 * r['gain_se']:.2f}" if r["gain_se"] is not None else ""
         in_sd = "n/a" if sd == 0 else f"{r['gain'] / sd:+.2f}"
         lines.append(f"| {k} | {'%d:%d' % tuple(rungs) if rungs else '-'} | {100 * r['gain']:+.2f}{se} | {in_sd} | "
-                     f"{r['percentile']:.2f} | {r['candidate_epochs']:.1f} |")
+                     f"{r['percentile']:.2f} | {r['candidate_epochs']:.1f} | {r['winner_is_first']:.2f} |")
     return "\n".join(lines)
 
 

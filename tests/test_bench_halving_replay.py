@@ -48,6 +48,7 @@ def test_a_signal_that_ranks_as_the_truth_picks_what_the_oracle_picks_for_less(t
     assert oracle > 0.2  # the best of 6 drawn from 0.1..0.9 is well above their mean
     for k in (BASE, "two runs", "no halving"):
         assert res[k]["gain"] == pytest.approx(oracle) and res[k]["percentile"] == pytest.approx(1.0)
+        assert res[k]["winner_is_first"] == res["oracle"]["winner_is_first"]  # the same network every replay
     # halving stops candidates at the first rung: cheaper than training all 6 for 3 epochs; a second run of the
     # finalists costs 3 epochs each on top
     assert 6 <= res[BASE]["candidate_epochs"] < res["no halving"]["candidate_epochs"] == 18
