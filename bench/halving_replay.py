@@ -37,7 +37,7 @@ from hnanas.config import assignments, override, to_dict
 from hnanas.errors import ConfigError
 from hnanas.fileio import write_json
 from hnanas.search.config import HalvingConfig, preset_config
-from hnanas.search.halving import TIE_BREAK, rung_epochs
+from hnanas.search.halving import accuracy_signal, rung_epochs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ledger_signals import pool  # noqa: E402
@@ -46,18 +46,16 @@ COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRU
 
 
 def score(rows: list[dict], metric: str, epoch: int) -> float:
-    """The strategy's score of a candidate after ``epoch`` (lower is better; ``Halving.train``'s signals)."""
+    """The strategy's signal of a candidate after ``epoch`` (lower is better), read off its retrain log."""
     upto = [r for r in rows if int(r["epoch"]) <= epoch]
     last = upto[-1]
-    if metric == "best_val_iou":
-        return 1.0 - max(float(r["val_iou"]) for r in upto) + TIE_BREAK * float(last["val_loss"])
-    return {"val_loss": float(last["val_loss"]), "train_loss": float(last["loss"]),
-            "val_iou": 1.0 - float(last["val_iou"])}[metric]
+    return accuracy_signal(metric, float(last["val_loss"]), float(last["loss"]), float(last["val_iou"]),
+                           max(float(r["val_iou"]) for r in upto))
 
 
-def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[int, int, list[int]]:
+def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[int, list[int]]:
     """Run candidates ``logs`` (one retrain log each, in drawing order) through Optuna's successive halving:
-    (index of the best complete candidate, candidate-epochs trained, indices of the complete ones, best first)."""
+    (candidate-epochs trained, indices of the complete candidates, best first; the first always completes)."""
     study = optuna.create_study(direction="minimize", pruner=optuna.pruners.SuccessiveHalvingPruner(
         min_resource=lo, reduction_factor=h.eta))
     cost, done = 0, {}
@@ -73,17 +71,16 @@ def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[i
         else:
             study.tell(trial, value, state=COMPLETE)
             done[i] = value
-    ranked = sorted(done, key=done.get)
-    return ranked[0], cost, ranked
+    return cost, sorted(done, key=done.get)
 
 
 def pick(curves: dict, names: list[str], seeds: list[int], h: HalvingConfig, lo: int, hi: int) -> tuple[str, int]:
     """The network the strategy picks from ``names`` (drawing order) with the search's run on ``seeds[0]`` and a
     finalist's second run on ``seeds[1]``, and the candidate-epochs it cost."""
-    best, cost, ranked = halve([curves[n][seeds[0]][1] for n in names], h, lo, hi)
+    cost, ranked = halve([curves[n][seeds[0]][1] for n in names], h, lo, hi)
     finalists = ranked[:h.finalists]
     if h.final_seeds == 1 or len(finalists) < 2:
-        return names[best], cost
+        return names[ranked[0]], cost
     runs = seeds[:h.final_seeds]
     mean = {i: statistics.fmean(score(curves[names[i]][s][1], h.metric, hi) for s in runs) for i in finalists}
     return names[min(finalists, key=mean.get)], cost + hi * len(finalists) * (h.final_seeds - 1)

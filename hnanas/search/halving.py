@@ -69,6 +69,12 @@ DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUN_SEED_STRIDE = 7919  # the torch seed of a finalist's run k is the search's seed + k x this: not another search's
 
 
+def accuracy_signal(metric: str, val_loss: float, train_loss: float, val_iou: float, best_iou: float) -> float:
+    """A candidate's accuracy signal after an epoch (lower is better), as ``halving.metric`` names it."""
+    return {"val_loss": val_loss, "train_loss": train_loss, "val_iou": 1.0 - val_iou,
+            "best_val_iou": 1.0 - best_iou + TIE_BREAK * val_loss}[metric]
+
+
 def trained(t: optuna.trial.FrozenTrial) -> bool:
     """Whether a candidate was trained: done, inside the latency band, not a network trained before."""
     return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
@@ -315,9 +321,8 @@ class Halving(Strategy):
                                 desc=f"{desc} epoch {epoch}")
             val = evaluate(model, self.val_loader, loss_fn=ctx.loss_fn, desc="validate")
             best_iou = max(best_iou, val["iou"])
-            signal = {"val_loss": val["loss"], "train_loss": stats["loss"], "val_iou": 1.0 - val["iou"],
-                      "best_val_iou": 1.0 - best_iou + TIE_BREAK * val["loss"]}
-            score = float(search_loss(torch.tensor(signal[h.metric]), torch.tensor(ms), self.target_ms,
+            signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou)
+            score = float(search_loss(torch.tensor(signal), torch.tensor(ms), self.target_ms,
                                       kind=ctx.cfg.latency_loss, weight=ctx.cfg.latency_weight,
                                       alpha=ctx.cfg.mul_log_alpha, beta=ctx.cfg.mul_log_beta))
             yield {"epoch": epoch, "predicted_ms": round(ms, 4), "train_loss": stats["loss"],
