@@ -205,6 +205,35 @@ def test_halving_ranks_its_finalists_by_their_mean_over_more_runs_and_resumes_th
         assert len({float(complete[t]["score"]), final[(t, 1)], final[(t, 2)]}) == 3
 
 
+def test_halving_under_a_time_limit_starts_no_candidate_after_it_and_stops_the_one_in_training(assets, tmp_path,
+                                                                                             monkeypatch):
+    from hnanas.search.halving import Halving
+
+    real = Halving.train
+
+    def a_minute_an_epoch(self, *args, **kwargs):  # the clock made deterministic: every epoch takes 60 s
+        for row in real(self, *args, **kwargs):
+            yield {**row, "seconds": 60.0}
+
+    monkeypatch.setattr(Halving, "train", a_minute_an_epoch)
+    run_search(_halving(assets, **{"halving.time_limit_min": 4}), tmp_path / "t")
+    info = json.loads((tmp_path / "t" / "genotype.json").read_text())["info"]["halving"]
+    with open(tmp_path / "t" / "trials.csv") as f:
+        rows = [(r["trial"], r["epoch"], r["state"]) for r in csv.DictReader(f)]
+    # candidate 0 finishes its 3 epochs (3 min); candidate 1's first epoch reaches 4 min: it stops, none follows
+    assert rows == [("0", "1", "running"), ("0", "2", "running"), ("0", "3", "complete"),
+                    ("1", "1", "stopped (time limit)")]
+    assert info["trained"] == 2 and info["best_trial"] == 0 and info["time_limited"] is True
+    assert info["candidate_minutes"] == 4.0
+    # a limit reached before any candidate has finished: the one in training finishes, so there is a result
+    run_search(_halving(assets, **{"halving.time_limit_min": 0.5}), tmp_path / "u")
+    info = json.loads((tmp_path / "u" / "genotype.json").read_text())["info"]["halving"]
+    assert info["trained"] == 1 and info["best_trial"] == 0 and info["best_epochs"] == 3
+    assert read_yaml(tmp_path / "u" / "config.yaml")["halving"]["time_limit_min"] == 0.5
+    with pytest.raises(ValueError, match="time_limit_min > 0"):
+        HalvingConfig(time_limit_min=0)
+
+
 def test_halving_does_not_train_a_network_twice(assets, tmp_path, monkeypatch):
     import optuna
 
@@ -293,6 +322,9 @@ def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_c
     given = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--rungs", "2:8:3"])).halving
     assert given.rung_images is None and rung_epochs(given, 128) == (2, 8)  # --rungs: epochs as given (the demo)
     assert h.final_seeds == 1  # the search's own run decides (2: docs/results.md, over the preset's hour)
+    assert h.time_limit_min is None  # the same search on every machine
+    timed = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--time-limit", "6"])).halving
+    assert timed.time_limit_min == 6.0
     two = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--final-seeds", "2"])).halving
     assert (two.final_seeds, two.finalists) == (2, 2)  # the best two finishers ranked over two runs each
     with pytest.raises(ValueError, match="final_seeds"):

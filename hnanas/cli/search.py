@@ -25,6 +25,7 @@ resumable too. --preset cpu is that search sized for a 2-core CPU on the real da
 NUDT-SIRST: 16 candidates on 128-px crops with retrain's quick optimiser, rungs 2:8:3 on 530 training images
 scaled to the split's size, signal best_val_iou). --final-seeds 2 trains the best two finishers once more from
 other seeds and returns the better on average (logged in finalists.csv; 6-18 min more with the cpu preset).
+--time-limit MIN bounds the candidates' training time (make demo: so that it fits on a slow 2-core machine).
 
 Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
 on 2 CPU cores). Multi-process (two-stage only): torchrun --nproc_per_node N -m hnanas search ..."""
@@ -75,6 +76,14 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
                    help="halving: train the best two candidates that finish (halving.finalists) K - 1 more times "
                         "from other initial weights and crops and return the one with the best mean final score "
                         "(default 1: the search's own run decides)")
+    p.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="halving: start no candidate once the candidates' training has taken MIN minutes (summed "
+                        "epoch seconds, a resumed search's earlier ones included) and stop the one in training "
+                        "after its epoch unless none has finished yet; fewer candidates on a slower machine, so "
+                        "the result depends on the machine (default: no limit)")
+    p.add_argument("--val-images", type=int, metavar="N",
+                   help="validation images scored after each candidate epoch (halving) or architecture step "
+                        "(two-stage): the first N of the validation subset (default: the preset's; cpu all, quick 16)")
     p.add_argument("--floor", type=float, metavar="F",
                    help="halving under a hinge budget T: train only candidates priced within [F x T, T] "
                         "(default 0: any below T)")
@@ -133,6 +142,8 @@ def config_from_args(args):
         "train_device": args.train_device, "stage2.mode": args.stage2_mode, "precision": args.precision,
         "strategy": args.strategy, "halving.trials": args.candidates, "halving.metric": args.signal,
         "halving.floor": args.floor, "halving.final_seeds": args.final_seeds,
+        "halving.time_limit_min": args.time_limit,
+        "val_images": args.val_images, "halving.val_images": args.val_images,
         **_rungs(args.rungs),
         **{f"stage1.{k}": v for k, v in _scaled(base.stage1, args.epochs).items()},
         **{f"stage2.{k}": v for k, v in _scaled(base.stage2, args.epochs).items()},

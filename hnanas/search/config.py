@@ -59,6 +59,12 @@ class HalvingConfig:
     # to pay for it the 18 ms NUDT-SIRST search missed; docs/results.md)
     final_seeds: int = 1
     finalists: int = 2
+    # a time budget: no candidate starts once the candidates' training (the summed epoch seconds of trials.csv,
+    # before a resume too) has taken this many minutes, and the one in training then stops after its epoch
+    # unless no candidate has finished yet (it finishes, so there is a result); the finalists' extra runs come
+    # after it. Fewer candidates on a slower machine, so another network: the result depends on the machine.
+    # None: no limit, the same search on every machine
+    time_limit_min: float | None = None
 
     def __post_init__(self) -> None:
         if self.trials < 1 or self.min_epochs < 1 or self.max_epochs < self.min_epochs or self.eta < 2:
@@ -67,6 +73,10 @@ class HalvingConfig:
             raise ValueError(f"need final_seeds >= 1 and finalists >= 1 (got {self.final_seeds}, {self.finalists})")
         if self.rung_images is not None and self.rung_images < 1:
             raise ValueError(f"need rung_images >= 1 or None (got {self.rung_images})")
+        if self.val_images is not None and self.val_images < 1:
+            raise ValueError(f"need val_images >= 1 or None (got {self.val_images})")
+        if self.time_limit_min is not None and not self.time_limit_min > 0:
+            raise ValueError(f"need time_limit_min > 0 or None (got {self.time_limit_min})")
         if not 0 <= self.floor < 1 or self.min_lr < 0:
             raise ValueError(f"need 0 <= floor < 1 and min_lr >= 0 (got floor {self.floor}, min_lr {self.min_lr})")
 

@@ -20,6 +20,10 @@ A network proposed again (TPE repeats itself, and settings that differ only in n
 the same network) is not trained again: the trial gets its twin's scores (``same as N`` in ``trials.csv``) and
 does not count among the ``trials`` candidates trained.
 
+With ``halving.time_limit_min`` the search ends early once its candidates' training has taken that long (no new
+candidate, the one in training stopped after its epoch unless none has finished): on a slower machine it trains
+fewer candidates, so its result depends on the machine.
+
 The candidate with the best score after ``max_epochs`` is the result; with ``halving.final_seeds`` k > 1 the best
 ``halving.finalists`` of those are each trained k - 1 more times (other initial weights, other crops; logged in
 ``finalists.csv``) and the one with the best mean final score is (one run's validation IoU is a noisy estimate).
@@ -129,6 +133,7 @@ class Halving(Strategy):
         self.log = ctx.run.csv_log("trials.csv", FIELDS, step_field="trial")
         self.final_log = ctx.run.csv_log("finalists.csv", FINAL_FIELDS, step_field="trial")
         self.study: optuna.Study | None = None
+        self.spent_s = 0.0  # the candidates' summed epoch seconds (halving.time_limit_min), set by run()
         self.winner: optuna.trial.FrozenTrial | None = None  # the result, set by run()
         self.mean_scores: dict[int, float] = {}  # finalist -> mean final score over its runs (final_seeds > 1)
 
@@ -150,8 +155,9 @@ class Halving(Strategy):
             self.log.truncate_after(t.number - 1)
         n_trained = lambda: sum(map(trained, study.get_trials(deepcopy=False)))  # noqa: E731
         draws = len(study.trials)
+        self.spent_s = sum(float(r["seconds"]) for r in self.log.rows() if r.get("seconds"))
         with progress(total=h.trials, initial=n_trained(), desc="halving", unit="candidate") as bar:
-            while n_trained() < h.trials:
+            while n_trained() < h.trials and not self.out_of_time():
                 if draws >= 20 * h.trials:
                     raise ConfigError(f"halving: {draws} candidates drawn, {n_trained()} of them new networks "
                                       f"within the latency budget of {self.budget_ms} ms; raise --target-latency "
@@ -162,11 +168,24 @@ class Halving(Strategy):
                 study.tell(trial, value, state=state)
                 if not ({"excess_ms", "same_as"} & trial.user_attrs.keys()):
                     bar.update()
+        if self.out_of_time():
+            log.info("halving: time limit of %g min reached (%.1f min of candidates' training): %d of %d candidates "
+                     "trained", h.time_limit_min, self.spent_s / 60, n_trained(), h.trials)
         best = self.best()
         log.info("halving: best candidate %d of %d trained (score %.4f, %.2f ms predicted)", best.number,
                  n_trained(), best.value, best.user_attrs["predicted_ms"])
         self.winner = self.rerank()
         return genotype_of(self.ctx.space, self.winner.params, name="searched")
+
+    def out_of_time(self) -> bool:
+        """Whether the candidates' training has used ``halving.time_limit_min`` (summed epoch seconds)."""
+        limit = self.ctx.cfg.halving.time_limit_min
+        return limit is not None and self.spent_s >= 60 * limit
+
+    def finished_one(self) -> bool:
+        """Whether some candidate (a new network, not a repeat) has trained ``max_epochs``."""
+        return any(trained(t) for t in self.study.get_trials(deepcopy=False,
+                                                              states=(optuna.trial.TrialState.COMPLETE,)))
 
     def best(self) -> optuna.trial.FrozenTrial:
         """The complete candidate with the lowest score; if every candidate was stopped, the best of those that
@@ -227,7 +246,8 @@ class Halving(Strategy):
             "drawn": sum(t.state != optuna.trial.TrialState.WAITING for t in self.study.trials),
             "best_trial": best.number, "best_epochs": len(rows),
             "best_score": best.intermediate_values[max(best.intermediate_values)], "target_ms": self.target_ms,
-            "metric": self.ctx.cfg.halving.metric,
+            "metric": self.ctx.cfg.halving.metric, "candidate_minutes": round(self.spent_s / 60, 2),
+            "time_limited": self.out_of_time(),
             **({"final_seeds": self.ctx.cfg.halving.final_seeds, "finalists_mean_score": self.mean_scores}
                if self.mean_scores else {})}
         return {"final_val_iou": float(rows[-1]["val_iou"]), "best_val_iou": max(float(r["val_iou"]) for r in rows),
@@ -294,8 +314,12 @@ class Halving(Strategy):
             return self.replay(trial, twin, ms)
         for row in self.train(g, ms, desc=f"candidate {trial.number}"):
             trial.report(row["score"], row["epoch"])
-            stop = row["epoch"] < self.max_epochs and trial.should_prune()
-            row["state"] = "stopped" if stop else ("complete" if row["epoch"] == self.max_epochs else "running")
+            self.spent_s += row["seconds"]
+            last = row["epoch"] == self.max_epochs
+            timed_out = not last and self.out_of_time() and self.finished_one()
+            stop = timed_out or (not last and trial.should_prune())
+            row["state"] = ("stopped (time limit)" if timed_out else "stopped" if stop
+                            else "complete" if last else "running")
             self.log.append({"trial": trial.number, **row})
             if stop:
                 return optuna.trial.TrialState.PRUNED, None
