@@ -137,6 +137,24 @@ def test_halving_with_a_floor_trains_only_candidates_inside_the_band_and_ranks_b
             assert float(r["score"]) == pytest.approx(1 - best + 1e-3 * float(r["val_loss"]), abs=1e-5)
 
 
+def test_a_target_relative_to_the_tables_prices_is_resolved_in_ms_and_bounds_the_search(assets, tmp_path):
+    from hnanas.search.context import reference_latency_ms
+
+    space = load_space("tiny")
+    mean = reference_latency_ms(space, LatencyTable.load(assets["table"], space=space), seed=0)
+    summary = run_search(_halving(assets, **{"latency_loss": "hinge", "latency_weight": 1.0,
+                                             "target_latency_scale": 0.8, "halving.floor": 0.5}), tmp_path / "r")
+    saved = read_yaml(tmp_path / "r" / "config.yaml")
+    assert saved["target_latency_scale"] == 0.8 and saved["target_latency_ms"] == pytest.approx(0.8 * mean)
+    assert 0.4 * mean <= summary["predicted_latency_ms"] <= 0.8 * mean
+    with open(tmp_path / "r" / "trials.csv") as f:
+        assert all(0.4 * mean <= float(r["predicted_ms"]) <= 0.8 * mean for r in csv.DictReader(f)
+                   if r["epoch"] != "0")
+    with pytest.raises(ConfigError, match="target_latency_scale must be positive"):
+        resolve_config("cpu", {"target_latency_scale": 0})
+    resolve_config("cpu", {"latency_loss": "hinge", "target_latency_scale": 0.4})  # a budget without ms
+
+
 def test_halving_resumes_a_killed_search_and_retrains_the_cut_candidate(assets, tmp_path, monkeypatch):
     import optuna
 
@@ -325,6 +343,10 @@ def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_c
     assert h.time_limit_min is None  # the same search on every machine
     timed = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--time-limit", "6"])).halving
     assert timed.time_limit_min == 6.0
+    rel = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--latency-loss", "hinge",
+                                                       "--target-scale", "0.4", "--val-images", "16"]))
+    assert rel.target_latency_scale == 0.4 and rel.target_latency_ms is None
+    assert rel.val_images == 16 and rel.halving.val_images == 16
     two = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--final-seeds", "2"])).halving
     assert (two.final_seeds, two.finalists) == (2, 2)  # the best two finishers ranked over two runs each
     with pytest.raises(ValueError, match="final_seeds"):

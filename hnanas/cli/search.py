@@ -95,6 +95,10 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
     p.add_argument("--table", help="latency table CSV (default latency_tables/<space>_<device>_t<threads>.csv)")
     p.add_argument("--latency-weight", type=float, help=helps["--latency-weight"])
     p.add_argument("--target-latency", type=float, metavar="MS", help=helps["--target-latency"])
+    p.add_argument("--target-scale", type=float, metavar="F",
+                   help="T = F x the mean predicted latency of random networks of the space on the table (a target "
+                        "relative to this machine's prices; e.g. --latency-loss hinge --target-scale 0.4); the "
+                        "search records it in ms as target_latency_ms")
     p.add_argument("--latency-loss", choices=["add-linear", "mul-log", "hinge"], help=helps["--latency-loss"])
     p.add_argument("--preset", choices=["quick", "cpu", "paper"], default="quick", help=helps["--preset"])
     p.add_argument("--epochs", type=int, help=helps["--epochs"])
@@ -138,6 +142,7 @@ def config_from_args(args):
         **dataset_changes(args), "data.crop_size": args.crop, "space": args.space,
         "device": args.device, "threads": args.threads, "table": args.table,
         "latency_weight": args.latency_weight, "target_latency_ms": args.target_latency,
+        "target_latency_scale": args.target_scale,
         "latency_loss": args.latency_loss, "batch_size": args.batch_size, "seed": args.seed,
         "train_device": args.train_device, "stage2.mode": args.stage2_mode, "precision": args.precision,
         "strategy": args.strategy, "halving.trials": args.candidates, "halving.metric": args.signal,

@@ -92,6 +92,9 @@ class SearchConfig:
     table: str | None = None  # latency table CSV; None: latency_tables/<space>_<device>_t<threads>.csv
     latency_weight: float = 0.1  # lambda: weight of the latency term (0 = accuracy only)
     target_latency_ms: float | None = None  # T; None: the expected latency when architecture steps start
+    # T relative to this table's prices: this x the mean predicted latency of random networks of the space
+    # (hnanas.search.context.reference_latency_ms), resolved into target_latency_ms when the search starts
+    target_latency_scale: float | None = None
     # seg + l*(E-T)/T, seg*a*(log E/log T)^b, or seg + l*max(0, E-T)/T (a budget: needs target_latency_ms)
     latency_loss: Literal["add-linear", "mul-log", "hinge"] = "add-linear"
     mul_log_alpha: float = 0.2  # alpha of mul-log (ProxylessNAS / HNA-NAS)
@@ -118,12 +121,18 @@ class SearchConfig:
             raise ValueError("latency_weight must be >= 0")
         if self.target_latency_ms is not None and self.target_latency_ms <= 0:
             raise ValueError("target_latency_ms must be positive")
-        if self.latency_loss == "hinge" and self.target_latency_ms is None and self.latency_weight > 0:
-            raise ValueError("latency_loss hinge is a latency budget: set target_latency_ms (--target-latency MS)")
-        if self.halving.floor > 0 and (self.strategy != "halving" or self.latency_budget_ms is None):
+        if self.target_latency_scale is not None and self.target_latency_scale <= 0:
+            raise ValueError("target_latency_scale must be positive")
+        if (self.latency_loss == "hinge" and self.target_latency_ms is None and self.target_latency_scale is None
+                and self.latency_weight > 0):
+            raise ValueError("latency_loss hinge is a latency budget: set target_latency_ms (--target-latency MS) "
+                             "or target_latency_scale (--target-scale F)")
+        budget = self.latency_loss == "hinge" and self.latency_weight > 0 and (
+            self.target_latency_ms is not None or self.target_latency_scale is not None)
+        if self.halving.floor > 0 and (self.strategy != "halving" or not budget):
             raise ValueError(f"halving.floor {self.halving.floor} bounds the halving strategy's latency budget: "
                              f"use it with strategy halving and latency_loss hinge, a positive latency_weight and "
-                             f"target_latency_ms (--latency-loss hinge --target-latency MS)")
+                             f"target_latency_ms (--latency-loss hinge --target-latency MS or --target-scale F)")
 
     @property
     def latency_budget_ms(self) -> float | None:

@@ -4,6 +4,8 @@ data and its loaders, the loss and the processes (:class:`SearchContext`), built
 from __future__ import annotations
 
 import logging
+import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -12,6 +14,7 @@ from torch.utils.data import DataLoader, Subset
 from hnanas.data.bundle import build_data
 from hnanas.errors import HnanasError
 from hnanas.latency.table import LatencyTable, default_table_path
+from hnanas.nas.genotype import sample_genotype
 from hnanas.nas.space import SearchSpace, load_space
 from hnanas.runs import RunDir
 from hnanas.search import distributed as dd
@@ -44,6 +47,33 @@ def load_table(cfg: SearchConfig, space: SearchSpace) -> LatencyTable:
                           f"{cfg.threads} thread(s); measure one: hnanas profile --latency-device {cfg.device} --space "
                           f"{space.source or space.name} --threads {cfg.threads}  (or pass --table)")
     return LatencyTable.load(path, space=space, device=cfg.device)
+
+
+REFERENCE_NETS = 200  # random networks whose mean predicted latency is the halving's default latency target
+
+
+def reference_seed(seed: int, k: int) -> int:
+    """The genotype seed of the ``k``-th reference network (default latency target) of search ``seed``."""
+    return seed * 1000 + k
+
+
+def reference_latency_ms(space: SearchSpace, table: LatencyTable, seed: int) -> float:
+    """The mean predicted latency of :data:`REFERENCE_NETS` random networks (edges kept with probability 1/2, ops
+    uniform): the halving strategy's default T, and what ``target_latency_scale`` scales."""
+    return statistics.fmean(table.predict(sample_genotype(space, reference_seed(seed, k)), space).total_ms
+                            for k in range(REFERENCE_NETS))
+
+
+def resolve_target(cfg: SearchConfig) -> SearchConfig:
+    """``cfg`` with ``target_latency_scale`` turned into ``target_latency_ms`` on its space and table (a config
+    that gives T in ms, or no scale, is returned as it is)."""
+    if cfg.target_latency_scale is None or cfg.target_latency_ms is not None:
+        return cfg
+    space = load_space(cfg.space)
+    mean = reference_latency_ms(space, load_table(cfg, space), cfg.seed)
+    log.info("target latency %.2f ms: %g x %.2f ms, the mean of %d random networks on this table",
+             cfg.target_latency_scale * mean, cfg.target_latency_scale, mean, REFERENCE_NETS)
+    return replace(cfg, target_latency_ms=cfg.target_latency_scale * mean)
 
 
 class SearchContext:

@@ -49,10 +49,10 @@ from torch.utils.data import Subset
 from hnanas.errors import ConfigError
 from hnanas.search.config import HalvingConfig
 from hnanas.latency.matched import sample_at_latency
-from hnanas.nas.genotype import Genotype, sample_genotype
+from hnanas.nas.genotype import Genotype
 from hnanas.nas.models import build_model, nested_spec
 from hnanas.progress import progress
-from hnanas.search.context import SearchContext
+from hnanas.search.context import SearchContext, reference_latency_ms
 from hnanas.search.objective import search_loss
 from hnanas.search.plots import draw_halving
 from hnanas.search.strategy import Strategy, register_strategy
@@ -99,14 +99,6 @@ def startup_seed(seed: int) -> int:
     return 1_000_003 + seed
 
 
-REFERENCE_NETS = 200  # random networks whose mean predicted latency is the default latency target
-
-
-def reference_seed(seed: int, k: int) -> int:
-    """The genotype seed of the ``k``-th reference network (default latency target) of search ``seed``."""
-    return seed * 1000 + k
-
-
 @register_strategy
 class Halving(Strategy):
     name = "halving"
@@ -122,9 +114,7 @@ class Halving(Strategy):
                                                                                          len(ctx.data.val))))
         self.val_loader = eval_loader(val)
         self.budget_ms = ctx.cfg.latency_budget_ms
-        self.target_ms = ctx.cfg.target_latency_ms or statistics.fmean(
-            ctx.table.predict(sample_genotype(ctx.space, reference_seed(ctx.cfg.seed, k)), ctx.space).total_ms
-            for k in range(REFERENCE_NETS))
+        self.target_ms = ctx.cfg.target_latency_ms or reference_latency_ms(ctx.space, ctx.table, ctx.cfg.seed)
         n_train = len(ctx.data.train)
         self.min_epochs, self.max_epochs = rung_epochs(h, n_train)  # the epochs every rung is counted in
         if h.rung_images is not None:

@@ -19,7 +19,7 @@ from hnanas.fileio import read_yaml
 from hnanas.runs import RunDir
 from hnanas.search import distributed as dd
 from hnanas.search.config import SearchConfig
-from hnanas.search.context import SearchContext, load_table  # noqa: F401 (load_table: the benches' entry)
+from hnanas.search.context import SearchContext, load_table, resolve_target  # noqa: F401 (load_table: the benches' entry)
 from hnanas.search.outputs import finish_search
 from hnanas.search.strategies import get_strategy
 from hnanas.train.optim import resolve_device
@@ -39,6 +39,8 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False) -> dict:
     with (run.exclusive() if d.main else contextlib.nullcontext()), \
             (run.discard_if_refused() if d.main else contextlib.nullcontext()), \
             (run.logging_to_file() if d.main else contextlib.nullcontext()):
+        if not resume:  # a relative T in ms, recorded in config.yaml (a resumed run reads it from there)
+            cfg = resolve_target(cfg)
         if d.main and not resume:
             run.write_config(cfg)
         if d.main and (not resume or not run.file("env.json").is_file()):  # a run killed before writing it
