@@ -66,6 +66,7 @@ def search_once(cfg: SearchConfig, out: str | Path) -> Path:
     resumed when it was interrupted, started when missing. A folder searched with another space, strategy or
     latency setting (:data:`REUSE_KEYS`) is an error, never silently reused."""
     out = Path(out)
+    cfg = resolve_target(cfg)  # a relative T compares in ms, as the folder's config.yaml records it
     if (out / "config.yaml").exists():
         done = read_yaml(out / "config.yaml") or {}
         done.setdefault("strategy", "two-stage")  # folders from before strategies were plug-ins
