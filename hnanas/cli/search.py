@@ -83,7 +83,8 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
                         "the result depends on the machine (default: no limit)")
     p.add_argument("--val-images", type=int, metavar="N",
                    help="validation images scored after each candidate epoch (halving) or architecture step "
-                        "(two-stage): the first N of the validation subset (default: the preset's; cpu all, quick 16)")
+                        "(two-stage): the first N of the validation subset (default: all for halving, 16 for the quick "
+                        "preset's two-stage)")
     p.add_argument("--floor", type=float, metavar="F",
                    help="halving under a hinge budget T: train only candidates priced within [F x T, T] "
                         "(default 0: any below T)")
