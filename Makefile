@@ -14,7 +14,7 @@ DEMO_DATA ?= data/synthetic-demo
 # The demo's search: the cpu preset (the halving strategy: up to 16 stand-alone candidates, the better ones
 # trained longer, ranked by validation IoU) on 64-px crops, the size the demo's retrain trains on, under a latency
 # budget relative to this machine's prices: networks priced within [0.8, 1] x 0.4 x the mean of random networks
-# (--target-scale: the same band on every CPU, about 60-75 ms on a Zen 1 EPYC). The two-stage quick preset did not
+# (--target-scale: the same band on every CPU, 56-70 ms on a Zen 1 EPYC). The two-stage quick preset did not
 # find networks better than random ones at CPU budgets (docs/results.md). --rungs 2:8:3 as given: the preset
 # scales its rungs to the training split's size (530 images -> 2:8:3), which on the demo's 128 training images
 # would be 8:33:3, beyond the demo's 15 minutes. --time-limit 5: the candidates train for at most 5 minutes (more

@@ -19,7 +19,8 @@ from hnanas.fileio import read_yaml
 from hnanas.runs import RunDir
 from hnanas.search import distributed as dd
 from hnanas.search.config import SearchConfig
-from hnanas.search.context import SearchContext, load_table, resolve_target  # noqa: F401 (load_table: the benches' entry)
+from hnanas.search.context import load_table  # noqa: F401 (the benches' entry)
+from hnanas.search.context import SearchContext, resolve_target
 from hnanas.search.outputs import finish_search
 from hnanas.search.strategies import get_strategy
 from hnanas.train.optim import resolve_device
