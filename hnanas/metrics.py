@@ -17,6 +17,10 @@ Definitions (fractions, not percentages; see ``/work/shared/reference/irst.md``,
 
 One threshold (``> 0.5`` by default, strictly greater) turns probabilities into the binary prediction used by
 all four metrics. The counts behind every fraction are returned too, so results can be checked and merged.
+
+:func:`pixel_average_precision` needs no threshold: the average precision of target pixels ranked by probability
+over all pixels of the images. It tells networks apart before any pixel passes 0.5 (early in training, where the
+IoU of every candidate is still 0).
 """
 
 from __future__ import annotations
@@ -208,6 +212,26 @@ class IRSTMetrics:
             "intersection": t["intersection"],
             "union": t["union"],
         }
+
+
+def pixel_average_precision(probabilities: Iterable[Any], masks: Iterable[Any]) -> float:
+    """Average precision of the target pixels ranked by probability, over all pixels of the paired images:
+    ``sum_k (R_k - R_(k-1)) P_k`` over the distinct probabilities from high to low (as scikit-learn's
+    ``average_precision_score``); 1.0 when every target pixel outranks every background one, about the
+    target fraction for a constant map. NaN when the masks hold no target pixel."""
+    scores = np.concatenate([np.asarray(p, dtype=np.float32).ravel() for p in probabilities])
+    labels = np.concatenate([_as_bool_mask(m).ravel() for m in masks])
+    if scores.shape != labels.shape:
+        raise ValueError(f"{scores.size} probabilities but {labels.size} mask pixels")
+    positives = int(labels.sum())
+    if positives == 0:
+        return math.nan
+    order = np.argsort(-scores, kind="stable")
+    scores, labels = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]  # last index of each distinct score
+    tp = np.cumsum(labels)[last]
+    precision, recall = tp / (last + 1), tp / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def compute_metrics(predictions: Iterable[Any], masks: Iterable[Any], *, threshold: float = 0.5,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hnanas.metrics import IRSTMetrics, compute_metrics, format_metrics, match_components
+from hnanas.metrics import IRSTMetrics, compute_metrics, format_metrics, match_components, pixel_average_precision
 
 
 def blank(h: int, w: int) -> np.ndarray:
@@ -210,3 +210,22 @@ def test_format_metrics_table():
     assert "75.85" in lines[1] and "74.00" in lines[2] and "96.95" in lines[3] and "127 / 131" in lines[3]
     assert "36.86" in lines[4] and "x1e-6" in lines[4] and lines[5].split() == ["images", "86"]
     assert "n/a" in format_metrics({"iou": 1.0, "niou": 1.0, "pd": math.nan, "fa": 0.0, "n_images": 1})
+
+
+def test_pixel_average_precision_ranks_target_pixels_without_a_threshold():
+    # scikit-learn's average_precision_score example: labels 0 0 1 1, scores .1 .4 .35 .8 -> 0.8333
+    assert pixel_average_precision([np.array([[0.1, 0.4], [0.35, 0.8]])], [np.array([[0, 0], [1, 1]])]) == \
+        pytest.approx(5 / 6)
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 5] = True
+    faint = np.where(mask, 0.02, 0.01)  # nothing passes 0.5 (IoU 0), but the targets outrank the background
+    assert compute_metrics([faint], [mask])["iou"] == 0.0
+    assert pixel_average_precision([faint], [mask]) == 1.0
+    # a constant map (a network that predicts background everywhere): the fraction of target pixels
+    assert pixel_average_precision([np.full((8, 8), 1e-4)], [mask]) == pytest.approx(2 / 64)
+    # pooled over images: the second image's brighter background outranks the first image's targets
+    other = np.zeros((8, 8), bool)
+    assert pixel_average_precision([faint, np.full((8, 8), 0.5)], [mask, other]) == pytest.approx(2 / 66)
+    assert math.isnan(pixel_average_precision([faint], [other]))
+    with pytest.raises(ValueError, match="probabilities but"):
+        pixel_average_precision([faint], [np.zeros((4, 4), bool)])

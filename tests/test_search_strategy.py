@@ -137,6 +137,36 @@ def test_halving_with_a_floor_trains_only_candidates_inside_the_band_and_ranks_b
             assert float(r["score"]) == pytest.approx(1 - best + 1e-3 * float(r["val_loss"]), abs=1e-5)
 
 
+def test_halving_ap_signals_rank_by_the_validation_pixels_average_precision(assets, tmp_path, monkeypatch):
+    import hnanas.search.halving as halving
+
+    seen = []
+
+    def evaluate(*args, average_precision=False, **kwargs):  # the real metrics, a known AP per validation
+        seen.append(average_precision)
+        return {**real(*args, **kwargs), "ap": 0.2 + 0.05 * len(seen)}
+
+    real = halving.evaluate
+    monkeypatch.setattr(halving, "evaluate", evaluate)
+    assert halving.accuracy_signal("val_ap", 0.5, 0.5, 0.0, 0.0, 0.3) == pytest.approx(0.7)
+    assert halving.accuracy_signal("val_ap", 0.5, 0.5, 0.0, 0.0, float("nan")) == 1.0  # no target pixel
+    assert halving.accuracy_signal("best_val_iou_ap", 0.5, 0.5, 0.1, 0.2, 0.3) == pytest.approx(0.8 + 7e-4)
+    space = load_space("tiny")
+    budget = LatencyTable.load(assets["table"], space=space).predict(named_genotypes(space)["dnanet_res3"],
+                                                                     space).total_ms
+    run_search(_halving(assets, **{"latency_loss": "hinge", "latency_weight": 1.0, "target_latency_ms": budget,
+                                   "halving.floor": 0.5, "halving.metric": "best_val_iou_ap"}), tmp_path / "ap")
+    with open(tmp_path / "ap" / "trials.csv") as f:
+        trained = [r for r in csv.DictReader(f) if r["epoch"] != "0"]
+    assert seen and all(seen) and len(trained) == len(seen)
+    # inside the budget the score is the signal: 1 - the best IoU so far + a thousandth of 1 - the epoch's AP
+    # (the validations ran in the order of the log's rows)
+    for k, r in enumerate(trained):
+        best = max(float(q["val_iou"]) for q in trained[:k + 1] if q["trial"] == r["trial"])
+        ap = 0.2 + 0.05 * (k + 1)
+        assert float(r["score"]) == pytest.approx(1 - best + 1e-3 * (1 - ap), abs=2e-6)  # 6 digits in the csv
+
+
 def test_a_target_relative_to_the_tables_prices_is_resolved_in_ms_and_bounds_the_search(assets, tmp_path):
     from hnanas.search.context import reference_latency_ms
 

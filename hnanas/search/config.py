@@ -44,8 +44,10 @@ class HalvingConfig:
     eta: int = 3  # reduction factor: a candidate continues past a rung if it is in the best 1/eta there
     # the accuracy signal ranked at each rung: the validation or training loss of the epoch, 1 - the epoch's
     # validation IoU, or best_val_iou: 1 - the best validation IoU so far plus a thousandth of the epoch's
-    # validation loss (which orders the candidates that do not segment yet)
-    metric: Literal["val_loss", "train_loss", "val_iou", "best_val_iou"] = "val_loss"
+    # validation loss (which orders the candidates that do not segment yet), or val_ap: 1 - the average precision
+    # of the validation pixels ranked by probability (threshold-free: it tells apart candidates whose IoU is
+    # still 0), or best_val_iou_ap: best_val_iou with a thousandth of 1 - that AP as the tie-break
+    metric: Literal["val_loss", "train_loss", "val_iou", "best_val_iou", "val_ap", "best_val_iou_ap"] = "val_loss"
     val_images: int | None = None  # validation images scored per epoch; None: the whole validation subset
     startup_trials: int = 10  # candidates drawn at random before TPE models the good ones
     min_lr: float = 1e-5  # a candidate's learning rate at the end of its cosine schedule (over max_epochs)

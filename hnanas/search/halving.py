@@ -3,7 +3,8 @@
 No supernet: each candidate is the stand-alone network of a genotype, trained from scratch with the search's
 data, optimiser and loss (the one training loop), validated after every epoch. Its score after each epoch is the
 search objective with the accuracy signal of ``halving.metric`` (validation loss by default, the signal that ranks
-networks best at short budgets in the literature; ``bench/rank_quality.py`` measures it on this space) in place of
+networks best at short budgets in the literature; ``bench/rank_quality.py`` measures it on this space; ``val_ap``,
+the threshold-free average precision of the validation pixels, where every candidate's IoU is still 0) in place of
 the supernet's segmentation loss: ``search_loss(signal, predicted latency, T)``, with the same ``latency_loss``
 and ``latency_weight`` as the differentiable search. Optuna does the rest (``../shared/reference/search-eval.md``):
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import statistics
 import time
@@ -73,10 +75,15 @@ DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUN_SEED_STRIDE = 7919  # the torch seed of a finalist's run k is the search's seed + k x this: not another search's
 
 
-def accuracy_signal(metric: str, val_loss: float, train_loss: float, val_iou: float, best_iou: float) -> float:
-    """A candidate's accuracy signal after an epoch (lower is better), as ``halving.metric`` names it."""
+def accuracy_signal(metric: str, val_loss: float, train_loss: float, val_iou: float, best_iou: float,
+                    val_ap: float = math.nan) -> float:
+    """A candidate's accuracy signal after an epoch (lower is better), as ``halving.metric`` names it
+    (``val_ap``: 1 - the validation pixels' average precision, 1 when the images hold no target pixel;
+    ``best_val_iou_ap``: as ``best_val_iou`` with that in place of the validation loss as the tie-break)."""
+    ap_signal = 1.0 if math.isnan(val_ap) else 1.0 - val_ap
     return {"val_loss": val_loss, "train_loss": train_loss, "val_iou": 1.0 - val_iou,
-            "best_val_iou": 1.0 - best_iou + TIE_BREAK * val_loss}[metric]
+            "best_val_iou": 1.0 - best_iou + TIE_BREAK * val_loss, "val_ap": ap_signal,
+            "best_val_iou_ap": 1.0 - best_iou + TIE_BREAK * ap_signal}[metric]
 
 
 def trained(t: optuna.trial.FrozenTrial) -> bool:
@@ -333,9 +340,11 @@ class Halving(Strategy):
             start = time.perf_counter()
             stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
                                 desc=f"{desc} epoch {epoch}")
-            val = evaluate(model, self.val_loader, loss_fn=ctx.loss_fn, desc="validate")
+            val = evaluate(model, self.val_loader, loss_fn=ctx.loss_fn, desc="validate",
+                           average_precision=h.metric in ("val_ap", "best_val_iou_ap"))
             best_iou = max(best_iou, val["iou"])
-            signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou)
+            signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou,
+                                     val.get("ap", math.nan))
             score = float(search_loss(torch.tensor(signal), torch.tensor(ms), self.target_ms,
                                       kind=ctx.cfg.latency_loss, weight=ctx.cfg.latency_weight,
                                       alpha=ctx.cfg.mul_log_alpha, beta=ctx.cfg.mul_log_beta))

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hnanas.errors import HnanasError
-from hnanas.metrics import IRSTMetrics
+from hnanas.metrics import IRSTMetrics, pixel_average_precision
 from hnanas.nas.models import main_output
 from hnanas.progress import progress
 from hnanas.train.fastpath import FP32, TrainPath, forward_loss
@@ -118,25 +118,34 @@ def _total_batches(loader: Iterable, max_batches: int | None) -> int | None:
 
 
 def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | None = None, threshold: float = 0.5,
-             loss_fn: Callable | None = None, max_batches: int | None = None, desc: str = "") -> dict:
+             loss_fn: Callable | None = None, max_batches: int | None = None, desc: str = "",
+             average_precision: bool = False) -> dict:
     """IoU, nIoU, Pd, Fa over the images of ``loader`` (at most ``max_batches`` batches).
 
     Returns :meth:`hnanas.metrics.IRSTMetrics.compute`'s dict (``iou``, ``niou``, ``pd``, ``fa``, ``n_images``
-    and counts), plus ``loss`` (mean over images, each on its true size) when ``loss_fn`` is given.
+    and counts), plus ``loss`` (mean over images, each on its true size) when ``loss_fn`` is given and ``ap``
+    (:func:`hnanas.metrics.pixel_average_precision`, threshold-free) when ``average_precision`` is true.
     """
     metrics = IRSTMetrics(threshold)
     losses: list[float] = []
+    kept: tuple[list, list] = ([], [])
     outputs = _cropped_outputs(model, loader, forward or _default_forward, max_batches, desc,
                                _total_batches(loader, max_batches))
     for _, logits, mask in outputs:
         if loss_fn is not None:
             losses.append(float(loss_fn(logits[None], mask[None])))
-        metrics.update(torch.sigmoid(logits)[0].numpy(), mask[0].numpy() > 0.5)
+        prob, gt = torch.sigmoid(logits)[0].numpy(), mask[0].numpy() > 0.5
+        metrics.update(prob, gt)
+        if average_precision:
+            kept[0].append(prob)
+            kept[1].append(gt)
     if metrics.n_images == 0:
         raise HnanasError(f"{desc or 'evaluation'}: no images to evaluate (empty split or validation subset)")
     result = metrics.compute()
     if loss_fn is not None:
         result["loss"] = float(np.mean(losses))
+    if average_precision:
+        result["ap"] = pixel_average_precision(*kept)
     return result
 
 
