@@ -154,7 +154,10 @@ def parse_variant(text: str, base: HalvingConfig) -> tuple[str, HalvingConfig]:
     source = f"--variant {label.strip()!r}"
     try:
         changes = assignments([s.strip() for s in sets.split(",") if s.strip()], source=source)
-        return label.strip(), override(base, changes, source=source)
+        h = override(base, changes, source=source)
+        if h.metric in ("val_ap", "best_val_iou_ap"):  # the ledgers' retrain logs hold no validation AP
+            raise ConfigError(f"{source}: metric={h.metric} needs the validation AP, which the ledgers do not hold")
+        return label.strip(), h
     except (ConfigError, ValueError) as e:
         raise SystemExit(f"halving_replay: {e}") from None
 

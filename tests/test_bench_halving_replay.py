@@ -77,6 +77,7 @@ def test_a_signal_read_off_the_wrong_seed_is_judged_on_the_held_out_one(tmp_path
     ("bad: eta=two", "expected an integer"),
     ("bad: etaa=2", "unknown key 'etaa'"),
     ("fs3: final_seeds=3", "share 3 finished seed"),
+    ("ap: metric=best_val_iou_ap", "needs the validation AP"),
 ])
 def test_a_variant_the_ledgers_cannot_replay_is_refused_in_one_line(tmp_path, variant, words):
     ledger = make_ledger(tmp_path / "ledger")
