@@ -37,7 +37,7 @@ from hnanas.config import assignments, override, to_dict
 from hnanas.errors import ConfigError
 from hnanas.fileio import write_json
 from hnanas.search.config import HalvingConfig, preset_config
-from hnanas.search.halving import accuracy_signal, rung_epochs
+from hnanas.search.halving import AP_SIGNALS, accuracy_signal, rung_epochs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ledger_signals import pool  # noqa: E402
@@ -155,7 +155,7 @@ def parse_variant(text: str, base: HalvingConfig) -> tuple[str, HalvingConfig]:
     try:
         changes = assignments([s.strip() for s in sets.split(",") if s.strip()], source=source)
         h = override(base, changes, source=source)
-        if h.metric in ("val_ap", "best_val_iou_ap"):  # the ledgers' retrain logs hold no validation AP
+        if h.metric in AP_SIGNALS:  # the ledgers' retrain logs hold no validation AP
             raise ConfigError(f"{source}: metric={h.metric} needs the validation AP, which the ledgers do not hold")
         return label.strip(), h
     except (ConfigError, ValueError) as e:

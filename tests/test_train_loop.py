@@ -117,7 +117,7 @@ def test_evaluate_crops_padding_back_to_each_images_true_size():
     loader = [collate_eval(items[:2]), collate_eval(items[2:])]  # the first batch mixes two padded sizes
     m = evaluate(Oracle(), loader, loss_fn=build_loss("softiou"), average_precision=True)
     assert (m["iou"], m["niou"], m["pd"], m["fa"]) == (1.0, 1.0, 1.0, 0.0)
-    assert m["ap"] == 1.0  # the padding's target-like pixels would outrank nothing but lower the precision
+    assert m["ap"] == 1.0  # the padding, as bright as the targets but not in the masks, would lower it
     assert "ap" not in evaluate(Oracle(), loader)
     assert m["n_images"] == 3 and m["total_pixels"] == 20 * 45 + 33 * 17 + 32 * 32
     assert m["loss"] < 0.05  # the padding counted as target would give a loss near 1

@@ -71,6 +71,7 @@ FINAL_FIELDS = ["trial", "run", "epoch", "predicted_ms", "train_loss", "val_loss
 # best_val_iou: weight of the validation loss that orders candidates of equal IoU (those still at 0). It can also
 # reorder candidates whose IoU differs by less than about a thousandth (0.1 points): far below seed noise
 TIE_BREAK = 1e-3
+AP_SIGNALS = ("val_ap", "best_val_iou_ap")  # the signals that need the validation pixels' average precision
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUN_SEED_STRIDE = 7919  # the torch seed of a finalist's run k is the search's seed + k x this: not another search's
 
@@ -341,7 +342,7 @@ class Halving(Strategy):
             stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
                                 desc=f"{desc} epoch {epoch}")
             val = evaluate(model, self.val_loader, loss_fn=ctx.loss_fn, desc="validate",
-                           average_precision=h.metric in ("val_ap", "best_val_iou_ap"))
+                           average_precision=h.metric in AP_SIGNALS)
             best_iou = max(best_iou, val["iou"])
             signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou,
                                      val.get("ap", math.nan))
