@@ -37,7 +37,8 @@ from hnanas.config import assignments, override, to_dict
 from hnanas.errors import ConfigError
 from hnanas.fileio import write_json
 from hnanas.search.config import HalvingConfig, preset_config
-from hnanas.search.halving import AP_SIGNALS, accuracy_signal, rung_epochs
+from hnanas.search.halving import AP_SIGNALS, accuracy_signal
+from hnanas.search.rungs import halve_batch, rung_epochs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ledger_signals import pool  # noqa: E402
@@ -55,11 +56,33 @@ def score(rows: list[dict], metric: str, epoch: int) -> float:
 
 def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[int, list[int]]:
     """Run candidates ``logs`` (one retrain log each, in drawing order) through Optuna's successive halving:
-    (candidate-epochs trained, indices of the complete candidates, best first; the first always completes)."""
+    (candidate-epochs trained, indices of the complete candidates, best first). With ``h.sync_startup`` the
+    first ``h.startup_trials`` are halved as one batch first (:func:`hnanas.search.rungs.halve_batch`); without,
+    the first always completes."""
     study = optuna.create_study(direction="minimize", pruner=optuna.pruners.SuccessiveHalvingPruner(
         min_resource=lo, reduction_factor=h.eta))
     cost, done = 0, {}
-    for i, rows in enumerate(logs):
+    batch = list(range(min(h.startup_trials, len(logs)))) if h.sync_startup else []
+    trials = {i: study.ask() for i in batch}
+    at = dict.fromkeys(batch, 0)
+
+    def advance(i: int, epoch: int) -> float:
+        nonlocal cost
+        for e in range(at[i] + 1, epoch + 1):
+            trials[i].report(score(logs[i], h.metric, e), e)
+            trials[i].should_prune()  # registers the value at a rung; the batch's rule decides
+        cost += epoch - at[i]
+        at[i] = epoch
+        return score(logs[i], h.metric, epoch)
+
+    reached = halve_batch(batch, advance, lambda epoch: [], lo, hi, h.eta)
+    for i, epoch in reached.items():
+        if epoch == hi:
+            done[i] = score(logs[i], h.metric, hi)
+            study.tell(trials[i], done[i], state=COMPLETE)
+        else:
+            study.tell(trials[i], state=PRUNED)
+    for i, rows in enumerate(logs[len(batch):], start=len(batch)):
         trial = study.ask()
         for epoch in range(1, hi + 1):
             value = score(rows, h.metric, epoch)

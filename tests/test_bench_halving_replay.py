@@ -83,3 +83,16 @@ def test_a_variant_the_ledgers_cannot_replay_is_refused_in_one_line(tmp_path, va
     ledger = make_ledger(tmp_path / "ledger")
     with pytest.raises(SystemExit, match=words):
         load_bench("halving_replay").main([str(ledger), *RUNGS, "--reps", "2", "--variant", variant])
+
+
+def test_a_synchronous_startup_batch_picks_as_the_oracle_for_its_rungs_cost(tmp_path):
+    bench = load_bench("halving_replay")
+    ledger = make_ledger(tmp_path / "ledger")
+    assert bench.main([str(ledger), *RUNGS, "--reps", "30", "--variant", "sync: sync_startup=true",
+                       "--json", str(tmp_path / "out.json")]) == 0
+    res = read_json(tmp_path / "out.json")["result"]
+    assert res["sync"]["gain"] == pytest.approx(res["oracle"]["gain"])
+    assert res["sync"]["winner_is_first"] == res["oracle"]["winner_is_first"]
+    # all 6 (the preset's 10 start-up candidates, capped at the 6 drawn) train to the first rung, then only the
+    # best 1/3 of them, 2, trains on to the last: 6 x 1 + 2 x 2 epochs, never more than the asynchronous halving
+    assert res["sync"]["candidate_epochs"] == 10 <= res[BASE]["candidate_epochs"]

@@ -379,6 +379,9 @@ def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_c
     assert rel.val_images == 16 and rel.halving.val_images == 16
     two = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--final-seeds", "2"])).halving
     assert (two.final_seeds, two.finalists) == (2, 2)  # the best two finishers ranked over two runs each
+    assert h.sync_startup is False
+    sync = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--sync-startup"])).halving
+    assert sync.sync_startup is True and sync.startup_trials == h.startup_trials
     with pytest.raises(ValueError, match="final_seeds"):
         HalvingConfig(final_seeds=0)
     quick = build_config("quick", {"genotype": "dnanet_res3", "space": "rep_nested"})  # retrain's quick preset
@@ -390,3 +393,55 @@ def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_c
         HalvingConfig(floor=1.0)
     with pytest.raises(ConfigError, match="halving.floor 0.9 bounds the halving strategy.s latency budget"):
         resolve_config("cpu", {"halving.floor": 0.9})  # add-linear: no budget for a floor to bound
+
+
+def test_halving_halves_its_startup_candidates_as_one_batch_and_resumes_a_killed_batch(assets, tmp_path, monkeypatch):
+    import optuna
+
+    from hnanas.search.halving import Halving
+
+    real, order = Halving.train, []
+
+    def recorded(self, g, ms, desc, run=0):
+        for row in real(self, g, ms, desc, run):
+            order.append((int(desc.split()[1]), row["epoch"]))
+            yield row
+
+    monkeypatch.setattr(Halving, "train", recorded)
+    cfg = _halving(assets, **{"halving.sync_startup": True})
+    run_search(cfg, tmp_path / "s")
+    # the 3 start-up candidates each train to the first rung (1 epoch) before any trains further; the best 1/3
+    # of them goes on to the end (3 epochs); then the 2 TPE candidates as they come
+    assert order[:3] == [(0, 1), (1, 1), (2, 1)] and [e for _, e in order[3:5]] == [2, 3]
+    assert {k for k, _ in order[3:5]} < {0, 1, 2} and {k for k, _ in order[5:]} == {3, 4}
+    trials = optuna.load_study(study_name="halving", storage=f"sqlite:///{tmp_path / 's' / 'halving.db'}").trials
+    assert all("completed_rung_0" in t.system_attrs for t in trials[:3])  # the pruner compares later ones with them
+    assert sorted(len(t.intermediate_values) for t in trials[:3]) == [1, 1, 3]
+    with open(tmp_path / "s" / "trials.csv") as f:
+        rows = [(int(r["trial"]), int(r["epoch"]), r["state"]) for r in csv.DictReader(f)]
+    assert [t for t, _, _ in rows] == sorted(t for t, _, _ in rows)  # a batch's rows are written candidate by candidate
+    assert sum(state == "complete" for t, _, state in rows if t < 3) == 1
+    assert sum(state == "stopped" for t, _, state in rows if t < 3) == 2
+    assert json.loads((tmp_path / "s" / "genotype.json").read_text())["info"]["halving"]["trained"] == 5
+
+    def dies_in_the_second_rung(self, g, ms, desc, run=0):  # killed while the batch's best trains on
+        for row in recorded(self, g, ms, desc, run):
+            if row["epoch"] == 2:
+                raise KeyboardInterrupt
+            yield row
+
+    monkeypatch.setattr(Halving, "train", dies_in_the_second_rung)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, tmp_path / "k")
+    log = tmp_path / "k" / "trials.csv"  # the batch was not told: none of its rows
+    assert not log.is_file() or all(r["trial"] not in ("0", "1", "2") for r in csv.DictReader(open(log)))
+    monkeypatch.setattr(Halving, "train", recorded)
+    run_search(cfg, tmp_path / "k", resume=True)
+    trials = optuna.load_study(study_name="halving", storage=f"sqlite:///{tmp_path / 'k' / 'halving.db'}").trials
+    assert [t.state for t in trials[:3]] == [optuna.trial.TrialState.FAIL] * 3  # the whole batch trained again
+    assert [t.params for t in trials[3:6]] == [t.params for t in trials[:3]]
+    with open(tmp_path / "k" / "trials.csv") as f, open(tmp_path / "s" / "trials.csv") as g:
+        again = [(r["epoch"], r["state"], r["val_iou"]) for r in csv.DictReader(f) if int(r["trial"]) in (3, 4, 5)]
+        first = [(r["epoch"], r["state"], r["val_iou"]) for r in csv.DictReader(g) if int(r["trial"]) < 3]
+    assert again == first  # the same batch, the same numbers
+    assert json.loads((tmp_path / "k" / "genotype.json").read_text())["info"]["halving"]["trained"] == 5

@@ -25,6 +25,8 @@ resumable too. --preset cpu is that search sized for a 2-core CPU on the real da
 NUDT-SIRST: 16 candidates on 128-px crops with retrain's quick optimiser, rungs 2:8:3 on 530 training images
 scaled to the split's size, signal best_val_iou). --final-seeds 2 trains the best two finishers once more from
 other seeds and returns the better on average (logged in finalists.csv; 6-18 min more with the cpu preset).
+--sync-startup halves the random start-up candidates as one batch (synchronous successive halving) instead of
+one by one, where the first candidate drawn always trains to the end.
 --time-limit MIN bounds the candidates' training time (make demo: so that it fits on a slow 2-core machine).
 
 Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
@@ -79,6 +81,10 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
                    help="halving: train the best two candidates that finish (halving.finalists) K - 1 more times "
                         "from other initial weights and crops and return the one with the best mean final score "
                         "(default 1: the search's own run decides)")
+    p.add_argument("--sync-startup", action=argparse.BooleanOptionalAction, default=None,
+                   help="halving: halve the start-up candidates as one batch: each trains to the first rung before "
+                        "any trains further, then the best 1/ETA go on (default off: each candidate as it comes, "
+                        "so the first one drawn passes every rung unopposed)")
     p.add_argument("--time-limit", type=float, metavar="MIN",
                    help="halving: start no candidate once the candidates' training has taken MIN minutes (summed "
                         "epoch seconds, a resumed search's earlier ones included) and stop the one in training "
@@ -151,7 +157,7 @@ def config_from_args(args):
         "train_device": args.train_device, "stage2.mode": args.stage2_mode, "precision": args.precision,
         "strategy": args.strategy, "halving.trials": args.candidates, "halving.metric": args.signal,
         "halving.floor": args.floor, "halving.final_seeds": args.final_seeds,
-        "halving.time_limit_min": args.time_limit,
+        "halving.time_limit_min": args.time_limit, "halving.sync_startup": args.sync_startup,
         "val_images": args.val_images, "halving.val_images": args.val_images,
         **_rungs(args.rungs),
         **{f"stage1.{k}": v for k, v in _scaled(base.stage1, args.epochs).items()},

@@ -50,6 +50,11 @@ class HalvingConfig:
     metric: Literal["val_loss", "train_loss", "val_iou", "best_val_iou", "val_ap", "best_val_iou_ap"] = "val_loss"
     val_images: int | None = None  # validation images scored per epoch; None: the whole validation subset
     startup_trials: int = 10  # candidates drawn at random before TPE models the good ones
+    # the start-up candidates are halved as one batch (hnanas.search.rungs.halve_batch): each trains to the first
+    # rung before any trains further, the best 1/eta of them go on to the next rung, and so on; the TPE
+    # candidates after them are halved as they come. False: every candidate as it comes (Optuna's asynchronous
+    # halving lets the first candidate through every rung unopposed)
+    sync_startup: bool = False
     min_lr: float = 1e-5  # a candidate's learning rate at the end of its cosine schedule (over max_epochs)
     # under a latency budget T, candidates the table prices below floor * T are not trained either: the search
     # spends the budget (as the two-stage search's fill does) and its result is comparable at that latency

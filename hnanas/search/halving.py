@@ -15,7 +15,9 @@ and ``latency_weight`` as the differentiable search. Optuna does the rest (``../
   start-up candidates are drawn inside the band (``hnanas.latency.matched``);
 - its successive-halving pruner stops a candidate at a rung (``min_epochs`` x ``eta``^k epochs) unless it is in
   the best 1/``eta`` of the candidates that reached that rung. With ``halving.rung_images`` set (the cpu preset),
-  ``min_epochs`` and ``max_epochs`` are scaled to the training split's size first (:func:`rung_epochs`).
+  ``min_epochs`` and ``max_epochs`` are scaled to the training split's size first (:func:`rung_epochs`). The
+  pruner is asynchronous: it stops nobody at a rung no one else has reached. With ``halving.sync_startup`` the
+  start-up candidates are halved as one batch first (:func:`hnanas.search.rungs.halve_batch`).
 
 A network proposed again (TPE repeats itself, and settings that differ only in nodes the network leaves out give
 the same network) is not trained again: the trial gets its twin's scores (``same as N`` in ``trials.csv``) and
@@ -57,6 +59,7 @@ from hnanas.progress import progress
 from hnanas.search.context import SearchContext, reference_latency_ms
 from hnanas.search.objective import search_loss
 from hnanas.search.plots import draw_halving
+from hnanas.search.rungs import halve_batch, rung_epochs
 from hnanas.search.strategy import Strategy, register_strategy
 from hnanas.search.trial_params import genotype_of, param_space, params_of
 from hnanas.train.fastpath import path_named
@@ -90,16 +93,6 @@ def accuracy_signal(metric: str, val_loss: float, train_loss: float, val_iou: fl
 def trained(t: optuna.trial.FrozenTrial) -> bool:
     """Whether a candidate was trained: done, inside the latency band, not a network trained before."""
     return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
-
-
-def rung_epochs(h: HalvingConfig, n_train: int) -> tuple[int, int]:
-    """(first rung, last epoch) of a candidate on a training split of ``n_train`` images: ``h.min_epochs`` and
-    ``h.max_epochs``, scaled to the split's size when ``h.rung_images`` is set (whole epochs that see at most the
-    images those epochs see on ``h.rung_images``; at least one)."""
-    if h.rung_images is None:
-        return h.min_epochs, h.max_epochs
-    lo = max(1, h.min_epochs * h.rung_images // n_train)
-    return lo, max(lo, h.max_epochs * h.rung_images // n_train)
 
 
 def startup_seed(seed: int) -> int:
@@ -147,24 +140,24 @@ class Halving(Strategy):
         if not study.trials:
             for params in self.startup_candidates():
                 study.enqueue_trial(params)
+        killed = set()
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # cut short by a kill
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.system_attrs.get("fixed_params") or t.params)  # cut before its first suggest
-            self.log.truncate_after(t.number - 1)
+            killed.add(t.number)
+        if killed:  # their rows (and a torn last line): they are trained again from their start
+            self.log.keep(lambda r: r.get("trial", "").isdigit() and int(r["trial"]) not in killed)
         n_trained = lambda: sum(map(trained, study.get_trials(deepcopy=False)))  # noqa: E731
-        draws = len(study.trials)
+        self.draws = len(study.trials)
         self.spent_s = sum(float(r["seconds"]) for r in self.log.rows() if r.get("seconds"))
         with progress(total=h.trials, initial=n_trained(), desc="halving", unit="candidate") as bar:
+            if h.sync_startup and n_trained() < min(h.startup_trials, h.trials):
+                self.startup_batch(min(h.startup_trials, h.trials) - n_trained(), bar)
             while n_trained() < h.trials and not self.out_of_time():
-                if draws >= 20 * h.trials:
-                    raise ConfigError(f"halving: {draws} candidates drawn, {n_trained()} of them new networks "
-                                      f"within the latency budget of {self.budget_ms} ms; raise --target-latency "
-                                      f"(or lower halving.trials: the sampler proposes networks already trained)")
-                draws += 1
-                trial = study.ask()
-                state, value = self.evaluate(trial)
-                study.tell(trial, value, state=state)
-                if not ({"excess_ms", "same_as"} & trial.user_attrs.keys()):
+                trial, g = self.draw()
+                if g is not None:
+                    state, value = self.evaluate(trial, g)
+                    study.tell(trial, value, state=state)
                     bar.update()
         if self.out_of_time():
             log.info("halving: time limit of %g min reached (%.1f min of candidates' training): %d of %d candidates "
@@ -291,9 +284,18 @@ class Halving(Strategy):
         params = {key: trial.suggest_categorical(key, choices) for key, _, _, choices in param_space(self.ctx.space)}
         return genotype_of(self.ctx.space, params, name=f"trial_{trial.number}")
 
-    def evaluate(self, trial: optuna.Trial) -> tuple[optuna.trial.TrialState, float | None]:
-        """Train the trial's candidate epoch by epoch until the pruner stops it or ``max_epochs``."""
+    def draw(self, pending: dict[str, int] | None = None) -> tuple[optuna.Trial, Genotype | None]:
+        """Ask the study for a candidate: (trial, its network to train), or (trial, None) for one told at once, a
+        candidate outside the latency band or a network trained before (or in ``pending``: {network: trial} of
+        candidates in training)."""
         ctx, h = self.ctx, self.ctx.cfg.halving
+        if self.draws >= 20 * h.trials:
+            n = sum(map(trained, self.study.get_trials(deepcopy=False)))
+            raise ConfigError(f"halving: {self.draws} candidates drawn, {n} of them new networks within the latency "
+                              f"budget of {self.budget_ms} ms; raise --target-latency (or lower halving.trials: the "
+                              f"sampler proposes networks already trained)")
+        self.draws += 1
+        trial = self.study.ask()
         g = self.suggest(trial)
         ms = ctx.table.predict(g, ctx.space).total_ms
         trial.set_user_attr("predicted_ms", ms)
@@ -304,13 +306,26 @@ class Halving(Strategy):
                 trial.set_user_attr("excess_ms", outside)
                 self.log.append({"trial": trial.number, "epoch": 0, "predicted_ms": ms,
                                  "state": "over budget" if ms > self.budget_ms else "under floor"})
-                return optuna.trial.TrialState.PRUNED, None
+                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                return trial, None
         key = json.dumps(g.nodes)  # the pruned network: parameters of nodes it leaves out do not change it
         trial.set_user_attr("network", key)
+        if pending and key in pending:  # a network in training now: told stopped, without scores
+            trial.set_user_attr("same_as", pending[key])
+            self.log.append({"trial": trial.number, "epoch": 0, "predicted_ms": round(ms, 4),
+                             "state": f"same as {pending[key]}"})
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return trial, None
         twin = self.trained_twin(key)
         if twin is not None:  # training it again (same seed, same crops) would repeat the twin's numbers
-            return self.replay(trial, twin, ms)
-        for row in self.train(g, ms, desc=f"candidate {trial.number}"):
+            state, value = self.replay(trial, twin, ms)
+            self.study.tell(trial, value, state=state)
+            return trial, None
+        return trial, g
+
+    def evaluate(self, trial: optuna.Trial, g: Genotype) -> tuple[optuna.trial.TrialState, float | None]:
+        """Train the trial's candidate epoch by epoch until the pruner stops it or ``max_epochs``."""
+        for row in self.train(g, trial.user_attrs["predicted_ms"], desc=f"candidate {trial.number}"):
             trial.report(row["score"], row["epoch"])
             self.spent_s += row["seconds"]
             last = row["epoch"] == self.max_epochs
@@ -322,6 +337,53 @@ class Halving(Strategy):
             if stop:
                 return optuna.trial.TrialState.PRUNED, None
         return optuna.trial.TrialState.COMPLETE, row["score"]
+
+    def startup_batch(self, n: int, bar) -> None:
+        """Draw ``n`` candidates to train (the start-up ones) and halve them as one batch
+        (:func:`hnanas.search.rungs.halve_batch`: each trains to the first rung before any trains further), each
+        against the batch and the candidates trained before a kill. Their rows reach ``trials.csv`` when they are
+        told (a killed batch is trained again from its start)."""
+        pending: dict[str, int] = {}
+        batch: dict[int, tuple[optuna.Trial, object, list[dict]]] = {}
+        while len(batch) < n:
+            trial, g = self.draw(pending)
+            if g is not None:
+                pending[trial.user_attrs["network"]] = trial.number
+                runs = self.train(g, trial.user_attrs["predicted_ms"], desc=f"candidate {trial.number}")
+                batch[trial.number] = (trial, runs, [])
+
+        def advance(k: int, epoch: int) -> float:
+            trial, runs, rows = batch[k]
+            while not rows or rows[-1]["epoch"] < epoch:
+                row = next(runs)
+                trial.report(row["score"], row["epoch"])
+                trial.should_prune()  # registers the score at a rung for the pruner's later candidates
+                self.spent_s += row["seconds"]
+                rows.append(row)
+            return rows[-1]["score"]
+
+        def earlier(epoch: int) -> list[float]:
+            return [t.intermediate_values[epoch] for t in self.study.get_trials(deepcopy=False, states=DONE)
+                    if trained(t) and epoch in t.intermediate_values]
+
+        h = self.ctx.cfg.halving
+        reached = halve_batch(list(batch), advance, earlier, self.min_epochs, self.max_epochs, h.eta,
+                              self.out_of_time)
+        for k, epoch in reached.items():
+            trial, runs, rows = batch[k]
+            runs.close()
+            if not rows:  # the time ran out before its first epoch
+                self.log.append({"trial": k, "epoch": 0, "predicted_ms": round(trial.user_attrs["predicted_ms"], 4),
+                                 "state": "not trained (time limit)"})
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            complete = epoch == self.max_epochs
+            for row in rows:
+                row["state"] = "running" if row is not rows[-1] else "complete" if complete else "stopped"
+                self.log.append({"trial": k, **row})
+            self.study.tell(trial, rows[-1]["score"] if complete else None,
+                            state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.PRUNED)
+            bar.update()
 
     def train(self, g: Genotype, ms: float, desc: str, run: int = 0):
         """Train a candidate from scratch for ``max_epochs``, yielding each epoch's log row (``epoch``,
