@@ -445,3 +445,25 @@ def test_halving_halves_its_startup_candidates_as_one_batch_and_resumes_a_killed
         first = [(r["epoch"], r["state"], r["val_iou"]) for r in csv.DictReader(g) if int(r["trial"]) < 3]
     assert again == first  # the same batch, the same numbers
     assert json.loads((tmp_path / "k" / "genotype.json").read_text())["info"]["halving"]["trained"] == 5
+
+
+def test_a_startup_batch_out_of_time_stops_the_rest_and_finishes_its_best(assets, tmp_path, monkeypatch):
+    from hnanas.search.halving import Halving
+
+    real = Halving.train
+
+    def a_minute_an_epoch(self, *args, **kwargs):
+        for row in real(self, *args, **kwargs):
+            yield {**row, "seconds": 60.0}
+
+    monkeypatch.setattr(Halving, "train", a_minute_an_epoch)
+    run_search(_halving(assets, **{"halving.sync_startup": True, "halving.time_limit_min": 2}), tmp_path / "t")
+    info = json.loads((tmp_path / "t" / "genotype.json").read_text())["info"]["halving"]
+    with open(tmp_path / "t" / "trials.csv") as f:
+        rows = [(r["trial"], r["epoch"], r["state"]) for r in csv.DictReader(f)]
+    # candidates 0 and 1 reach the first rung in 2 min; candidate 2 is not trained; the better of 0 and 1 finishes
+    assert ("2", "0", "not trained (time limit)") in rows and info["trained"] == 2 and info["time_limited"] is True
+    assert info["best_trial"] in (0, 1) and info["best_epochs"] == 3 and info["candidate_minutes"] == 4.0
+    assert sorted(r for r in rows if r[0] != "2") == sorted(
+        [(str(info["best_trial"]), "1", "running"), (str(info["best_trial"]), "2", "running"),
+         (str(info["best_trial"]), "3", "complete"), (str(1 - info["best_trial"]), "1", "stopped")])
