@@ -77,3 +77,25 @@ def test_a_fresh_batch_always_finishes_one_candidate(eta):
         scores = {k: rng.random() for k in range(n)}
         reached = halve_batch(list(scores), lambda k, e: scores[k] - e / 1000, lambda e: [], 2, 8, eta)
         assert sum(e == 8 for e in reached.values()) >= 1 and reached[min(scores, key=scores.get)] == 8
+
+
+def test_a_nan_score_never_goes_on_and_a_batch_beaten_by_earlier_scores_ends_without_error():
+    nan = float("nan")
+    assert not promotable(nan, [nan, 0.5], 2) and promotable(0.5, [nan, 0.5, 0.7], 3)
+    scores = {0: nan, 1: 0.3, 2: 0.2}
+    assert halve_batch([0, 1, 2], lambda k, e: scores[k], lambda e: [], 1, 9, 3) == {0: 1, 1: 1, 2: 9}
+    # every batch candidate beaten at the first rung by earlier ones, the time out after it: nobody goes on
+    reached = halve_batch([0, 1, 2], lambda k, e: scores[k], lambda e: [-1.0] * 6, 1, 9, 3,
+                          out_of_time=lambda: False)
+    assert reached == {0: 1, 1: 1, 2: 1}
+    calls = []
+    reached = halve_batch([1, 2], lambda k, e: calls.append(k) or scores[k], lambda e: [-1.0] * 6, 1, 9, 3,
+                          out_of_time=lambda: len(calls) > 2)
+    assert reached == {1: 1, 2: 1}
+
+
+def test_the_promoted_candidates_train_on_best_first():
+    calls = []
+    scores = {0: 0.9, 1: 0.5, 2: 0.1, 3: 0.8, 4: 0.7, 5: 0.6}
+    halve_batch(list(scores), lambda k, e: calls.append((k, e)) or scores[k] - e / 1000, lambda e: [], 1, 3, 3)
+    assert calls[6:] == [(2, 3), (1, 3)]

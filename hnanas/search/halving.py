@@ -151,7 +151,7 @@ class Halving(Strategy):
         self.draws = len(study.trials)
         self.spent_s = sum(float(r["seconds"]) for r in self.log.rows() if r.get("seconds"))
         with progress(total=h.trials, initial=n_trained(), desc="halving", unit="candidate") as bar:
-            if h.sync_startup and n_trained() < min(h.startup_trials, h.trials):
+            if h.sync_startup and n_trained() < min(h.startup_trials, h.trials) and not self.out_of_time():
                 self.startup_batch(min(h.startup_trials, h.trials) - n_trained(), bar)
             while n_trained() < h.trials and not self.out_of_time():
                 trial, g = self.draw()

@@ -13,6 +13,7 @@ after the batch are compared with the batch's values by Optuna's asynchronous ru
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Hashable, Iterable
 
 from hnanas.search.config import HalvingConfig
@@ -39,7 +40,9 @@ def rung_steps(lo: int, hi: int, eta: int) -> list[int]:
 def promotable(value: float, competing: Iterable[float], eta: int) -> bool:
     """Whether ``value`` (lower is better) is in the best 1/``eta`` of ``competing`` (which holds it; at least the
     best one continues): the rule of Optuna's ``SuccessiveHalvingPruner``, applied to a whole rung at once."""
-    ranked = sorted(competing)
+    if math.isnan(value):  # the pruner stops a NaN score
+        return False
+    ranked = sorted(math.inf if math.isnan(v) else v for v in competing)
     return value <= ranked[max(1, len(ranked) // eta) - 1]
 
 
@@ -51,10 +54,13 @@ def halve_batch(batch: list[Key], advance: Callable[[Key, int], float], earlier:
     """Halve ``batch`` synchronously: ``advance(key, epoch)`` trains a candidate on to ``epoch`` and returns its
     score there; at each rung the candidates whose score is in the best 1/``eta`` of the batch's and of
     ``earlier(epoch)`` (the scores other candidates reported at that epoch before the batch) go on. Once
-    ``out_of_time()``, the candidates not yet at the rung stop where they are and only the best at the rung goes
-    on (a search has a result). Returns the epoch each candidate stopped at (``hi``: complete; 0: never trained)."""
+    ``out_of_time()`` (checked before each candidate's stretch to a rung, not each epoch), the candidates not yet
+    at the rung stop where they are and only the best at the rung goes on (a search has a result); the promoted
+    candidates train on best first. Returns the epoch each candidate stopped at (``hi``: complete; 0: never
+    trained)."""
     reached = dict.fromkeys(batch, 0)
     alive = list(batch)
+    key = lambda item: math.inf if math.isnan(item[1]) else item[1]  # noqa: E731
     for step in rung_steps(lo, hi, eta):
         scores = {}
         for k in alive:
@@ -62,11 +68,11 @@ def halve_batch(batch: list[Key], advance: Callable[[Key, int], float], earlier:
                 break
             scores[k] = advance(k, step)
             reached[k] = step
-        if step == hi:
+        if step == hi or not scores:
             break
         if out_of_time():
-            alive = [min(scores, key=scores.get)]
+            alive = [min(scores.items(), key=key)[0]]
         else:
             competing = [*earlier(step), *scores.values()]
-            alive = [k for k in scores if promotable(scores[k], competing, eta)]
+            alive = [k for k, _ in sorted(scores.items(), key=key) if promotable(scores[k], competing, eta)]
     return reached
