@@ -69,11 +69,12 @@ def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[i
     def advance(i: int, epoch: int) -> float:
         nonlocal cost
         for e in range(at[i] + 1, epoch + 1):
-            trials[i].report(score(logs[i], h.metric, e), e)
+            value = score(logs[i], h.metric, e)
+            trials[i].report(value, e)
             trials[i].should_prune()  # registers the value at a rung; the batch's rule decides
         cost += epoch - at[i]
         at[i] = epoch
-        return score(logs[i], h.metric, epoch)
+        return value
 
     reached = halve_batch(batch, advance, lambda epoch: [], lo, hi, h.eta)
     for i, epoch in reached.items():
