@@ -38,7 +38,7 @@ from hnanas.errors import ConfigError
 from hnanas.fileio import write_json
 from hnanas.search.config import HalvingConfig, preset_config
 from hnanas.search.halving import AP_SIGNALS, accuracy_signal
-from hnanas.search.rungs import halve_batch, rung_epochs
+from hnanas.search.rungs import HalvingPruner, halve_batch, rung_epochs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ledger_signals import pool  # noqa: E402
@@ -59,8 +59,7 @@ def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[i
     (candidate-epochs trained, indices of the complete candidates, best first). With ``h.sync_startup`` the
     first ``h.startup_trials`` are halved as one batch first (:func:`hnanas.search.rungs.halve_batch`); without,
     the first always completes."""
-    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=lo, reduction_factor=h.eta))
+    study = optuna.create_study(direction="minimize", pruner=HalvingPruner(min_resource=lo, reduction_factor=h.eta))
     cost, done = 0, {}
     batch = list(range(min(h.startup_trials, len(logs)))) if h.sync_startup else []
     trials = {i: study.ask() for i in batch}

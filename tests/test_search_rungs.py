@@ -99,3 +99,31 @@ def test_the_promoted_candidates_train_on_best_first():
     scores = {0: 0.9, 1: 0.5, 2: 0.1, 3: 0.8, 4: 0.7, 5: 0.6}
     halve_batch(list(scores), lambda k, e: calls.append((k, e)) or scores[k] - e / 1000, lambda e: [], 1, 3, 3)
     assert calls[6:] == [(2, 3), (1, 3)]
+
+
+def test_the_pruner_counts_no_failed_trial_at_its_rungs():
+    import optuna
+
+    from hnanas.search.rungs import HalvingPruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def study_with(pruner, killed: bool) -> bool:
+        """Whether a candidate scoring 0.45 at the first rung goes on, after 0.4 and a network scoring 0.5 (with
+        ``killed``: once cut short by a kill after registering it, told FAIL, then trained again)."""
+        study = optuna.create_study(direction="minimize", pruner=pruner)
+        for value, state in [(0.4, "done"), *([(0.5, "fail")] if killed else []), (0.5, "done")]:
+            t = study.ask()
+            t.report(value, 1)
+            t.should_prune()
+            study.tell(t, state=optuna.trial.TrialState.FAIL if state == "fail" else optuna.trial.TrialState.PRUNED)
+        t = study.ask()
+        t.report(0.45, 1)
+        return not t.should_prune()
+
+    # eta 2 over {0.4, 0.5, 0.45}: only the best goes on; Optuna's own pruner counts the killed 0.5 twice, which
+    # makes room for a second
+    assert not study_with(optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2), killed=False)
+    assert study_with(optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2), killed=True)
+    assert not study_with(HalvingPruner(min_resource=1, reduction_factor=2), killed=True)
+    assert not study_with(HalvingPruner(min_resource=1, reduction_factor=2), killed=False)

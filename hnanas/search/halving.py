@@ -59,7 +59,7 @@ from hnanas.progress import progress
 from hnanas.search.context import SearchContext, reference_latency_ms
 from hnanas.search.objective import search_loss
 from hnanas.search.plots import draw_halving
-from hnanas.search.rungs import halve_batch, rung_epochs
+from hnanas.search.rungs import HalvingPruner, halve_batch, rung_epochs
 from hnanas.search.strategy import Strategy, register_strategy
 from hnanas.search.trial_params import genotype_of, param_space, params_of
 from hnanas.train.fastpath import path_named
@@ -133,7 +133,7 @@ class Halving(Strategy):
         h, cfg = self.ctx.cfg.halving, self.ctx.cfg
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=h.startup_trials)
-        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=self.min_epochs, reduction_factor=h.eta)
+        pruner = HalvingPruner(min_resource=self.min_epochs, reduction_factor=h.eta)
         self.study = study = optuna.create_study(
             study_name="halving", storage=f"sqlite:///{self.ctx.run.file(STUDY)}", load_if_exists=resume,
             direction="minimize", sampler=sampler, pruner=pruner)

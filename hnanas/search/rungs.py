@@ -9,12 +9,18 @@ candidate trains to the first rung before any trains further, then the best 1/et
 candidate that reached the rung, with those of an interrupted run's) continue to the next rung, and so on. The
 pruner still sees every step (``should_prune`` registers the batch's values at its rungs), so the candidates
 after the batch are compared with the batch's values by Optuna's asynchronous rule.
+
+:class:`HalvingPruner` is Optuna's pruner with one change: the rung values of a FAIL trial do not compete. A
+candidate cut short by a kill keeps the values it registered, is told FAIL on resume and trained again as a new
+trial, which registers them again: Optuna's pruner would count that network twice at every rung it reached.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Callable, Hashable, Iterable
+
+import optuna
 
 from hnanas.search.config import HalvingConfig
 
@@ -81,3 +87,25 @@ def halve_batch(batch: list[Key], advance: Callable[[Key, int], float], earlier:
             competing = [*earlier(step), *scores.values()]
             alive = [k for k, _ in sorted(scores.items(), key=key) if promotable(scores[k], competing, eta)]
     return reached
+
+
+class _WithoutFailed:
+    """A study as :class:`HalvingPruner` shows it to Optuna's rule: its trials without the FAIL ones."""
+
+    def __init__(self, study: optuna.Study):
+        self._study = study
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states)
+                if t.state != optuna.trial.TrialState.FAIL]
+
+
+class HalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
+    """Optuna's ``SuccessiveHalvingPruner`` whose rungs count no FAIL trial (a killed candidate trained again
+    would otherwise compete twice)."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return super().prune(_WithoutFailed(study), trial)
