@@ -20,6 +20,7 @@ from hnanas.search.config import HalvingConfig, resolve_config
 from hnanas.search.halving import rung_epochs
 from hnanas.search.trial_params import param_space, params_of
 from hnanas.search.run import run_search
+from hnanas.search.signals import accuracy_signal
 from hnanas.search.strategies import get_strategy, strategy_names
 from hnanas.search.strategy import _STRATEGIES, Strategy, register_strategy
 
@@ -148,9 +149,9 @@ def test_halving_ap_signals_rank_by_the_validation_pixels_average_precision(asse
 
     real = halving.evaluate
     monkeypatch.setattr(halving, "evaluate", evaluate)
-    assert halving.accuracy_signal("val_ap", 0.5, 0.5, 0.0, 0.0, 0.3) == pytest.approx(0.7)
-    assert halving.accuracy_signal("val_ap", 0.5, 0.5, 0.0, 0.0, float("nan")) == 1.0  # no target pixel
-    assert halving.accuracy_signal("best_val_iou_ap", 0.5, 0.5, 0.1, 0.2, 0.3) == pytest.approx(0.8 + 7e-4)
+    assert accuracy_signal("val_ap", 0.5, 0.5, 0.0, 0.0, 0.3) == pytest.approx(0.7)
+    assert accuracy_signal("val_ap", 0.5, 0.5, 0.0, 0.0, float("nan")) == 1.0  # no target pixel
+    assert accuracy_signal("best_val_iou_ap", 0.5, 0.5, 0.1, 0.2, 0.3) == pytest.approx(0.8 + 7e-4)
     space = load_space("tiny")
     budget = LatencyTable.load(assets["table"], space=space).predict(named_genotypes(space)["dnanet_res3"],
                                                                      space).total_ms
@@ -282,7 +283,8 @@ def test_halving_under_a_time_limit_starts_no_candidate_after_it_and_stops_the_o
         HalvingConfig(time_limit_min=0)
 
 
-def test_halving_does_not_train_a_network_twice(assets, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync-startup"])
+def test_halving_does_not_train_a_network_twice(assets, tmp_path, monkeypatch, sync):
     import optuna
 
     from hnanas.search.halving import Halving
@@ -297,10 +299,12 @@ def test_halving_does_not_train_a_network_twice(assets, tmp_path, monkeypatch):
         return [first, second]
 
     monkeypatch.setattr(Halving, "startup_candidates", same_network_twice)
-    run_search(_halving(assets), tmp_path / "d")
+    run_search(_halving(assets, **{"halving.sync_startup": sync}), tmp_path / "d")
     trials = optuna.load_study(study_name="halving", storage=f"sqlite:///{tmp_path / 'd' / 'halving.db'}").trials
     assert trials[1].user_attrs["same_as"] == 0 and trials[1].params != trials[0].params
+    # with sync-startup the twin is proposed while trial 0 is in the batch: told its scores once trial 0 is told
     assert trials[1].intermediate_values == trials[0].intermediate_values and trials[1].state == trials[0].state
+    assert trials[1].intermediate_values and trials[1].value == trials[0].value
     with open(tmp_path / "d" / "trials.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["state"] for r in rows if r["trial"] == "1"] == ["same as 0"]  # logged, not trained

@@ -43,7 +43,6 @@ import json
 import logging
 import math
 import random
-import statistics
 import time
 
 import optuna
@@ -51,15 +50,16 @@ import torch
 from torch.utils.data import Subset
 
 from hnanas.errors import ConfigError
-from hnanas.search.config import HalvingConfig
 from hnanas.latency.matched import sample_at_latency
 from hnanas.nas.genotype import Genotype
 from hnanas.nas.models import build_model, nested_spec
 from hnanas.progress import progress
 from hnanas.search.context import SearchContext, reference_latency_ms
+from hnanas.search.finalists import FINAL_FIELDS, rank_finalists
 from hnanas.search.objective import search_loss
 from hnanas.search.plots import draw_halving
 from hnanas.search.rungs import HalvingPruner, halve_batch, rung_epochs
+from hnanas.search.signals import AP_SIGNALS, accuracy_signal
 from hnanas.search.strategy import Strategy, register_strategy
 from hnanas.search.trial_params import genotype_of, param_space, params_of
 from hnanas.train.fastpath import path_named
@@ -70,24 +70,8 @@ from hnanas.train.optim import build_optimizer, build_scheduler
 log = logging.getLogger("hnanas.search")
 STUDY = "halving.db"
 FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "val_iou", "score", "seconds"]
-FINAL_FIELDS = ["trial", "run", "epoch", "predicted_ms", "train_loss", "val_loss", "val_iou", "score", "seconds"]
-# best_val_iou: weight of the validation loss that orders candidates of equal IoU (those still at 0). It can also
-# reorder candidates whose IoU differs by less than about a thousandth (0.1 points): far below seed noise
-TIE_BREAK = 1e-3
-AP_SIGNALS = ("val_ap", "best_val_iou_ap")  # the signals that need the validation pixels' average precision
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUN_SEED_STRIDE = 7919  # the torch seed of a finalist's run k is the search's seed + k x this: not another search's
-
-
-def accuracy_signal(metric: str, val_loss: float, train_loss: float, val_iou: float, best_iou: float,
-                    val_ap: float = math.nan) -> float:
-    """A candidate's accuracy signal after an epoch (lower is better), as ``halving.metric`` names it
-    (``val_ap``: 1 - the validation pixels' average precision, 1 when the images hold no target pixel;
-    ``best_val_iou_ap``: as ``best_val_iou`` with that in place of the validation loss as the tie-break)."""
-    ap_signal = 1.0 if math.isnan(val_ap) else 1.0 - val_ap
-    return {"val_loss": val_loss, "train_loss": train_loss, "val_iou": 1.0 - val_iou,
-            "best_val_iou": 1.0 - best_iou + TIE_BREAK * val_loss, "val_ap": ap_signal,
-            "best_val_iou_ap": 1.0 - best_iou + TIE_BREAK * ap_signal}[metric]
 
 
 def trained(t: optuna.trial.FrozenTrial) -> bool:
@@ -192,40 +176,19 @@ class Halving(Strategy):
                 if trained(t)]
         return sorted(done, key=lambda t: t.value)[:self.ctx.cfg.halving.finalists]
 
-    def final_runs(self) -> dict[tuple[int, int], float]:
-        """{(trial, run): final score} of the finalists' finished runs in ``finalists.csv``; the rows of a run cut
-        short by a kill are dropped (it is trained again from its start)."""
-        last = str(self.max_epochs)
-        finished = {(r["trial"], r["run"]): float(r["score"]) for r in self.final_log.rows()
-                    if r.get("epoch") == last and r.get("score")}
-        self.final_log.keep(lambda r: (r.get("trial"), r.get("run")) in finished)
-        return {(int(t), int(k)): score for (t, k), score in finished.items()}
-
     def rerank(self) -> optuna.trial.FrozenTrial:
         """The result: the best candidate of the search's runs, or, with ``halving.final_seeds`` > 1, the finalist
-        whose final score is best on average over the search's run and ``final_seeds - 1`` more runs trained here
-        (logged in ``finalists.csv``: a resumed search trains only the runs it lacks)."""
+        with the best mean final score over more runs (:func:`hnanas.search.finalists.rank_finalists`)."""
         h = self.ctx.cfg.halving
         finalists = self.finalists()
         if h.final_seeds == 1 or len(finalists) < 2:
             return self.best()
-        runs = self.final_runs()
-        todo = [(t, k) for t in finalists for k in range(1, h.final_seeds) if (t.number, k) not in runs]
-        total = len(finalists) * (h.final_seeds - 1)
-        with progress(total=total, initial=total - len(todo), desc="finalists", unit="run") as bar:
-            for t, k in todo:
-                g, ms = genotype_of(self.ctx.space, t.params), t.user_attrs["predicted_ms"]
-                for row in self.train(g, ms, desc=f"finalist {t.number} run {k}", run=k):
-                    self.final_log.append({"trial": t.number, "run": k, **row})
-                runs[(t.number, k)] = row["score"]
-                bar.update()
-        for t in finalists:
-            scores = [t.value] + [runs[(t.number, k)] for k in range(1, h.final_seeds)]
-            self.mean_scores[t.number] = statistics.fmean(scores)
-            log.info("halving: finalist %d: final scores %s, mean %.4f", t.number,
-                     " ".join(f"{v:.4f}" for v in scores), self.mean_scores[t.number])
-        winner = min(finalists, key=lambda t: self.mean_scores[t.number])
-        log.info("halving: candidate %d has the best mean over %d runs", winner.number, h.final_seeds)
+
+        def train(t: optuna.trial.FrozenTrial, k: int):
+            g = genotype_of(self.ctx.space, t.params)
+            return self.train(g, t.user_attrs["predicted_ms"], desc=f"finalist {t.number} run {k}", run=k)
+
+        winner, self.mean_scores = rank_finalists(finalists, h.final_seeds, self.final_log, self.max_epochs, train)
         return winner
 
     def info(self) -> dict:
@@ -284,10 +247,12 @@ class Halving(Strategy):
         params = {key: trial.suggest_categorical(key, choices) for key, _, _, choices in param_space(self.ctx.space)}
         return genotype_of(self.ctx.space, params, name=f"trial_{trial.number}")
 
-    def draw(self, pending: dict[str, int] | None = None) -> tuple[optuna.Trial, Genotype | None]:
-        """Ask the study for a candidate: (trial, its network to train), or (trial, None) for one told at once, a
-        candidate outside the latency band or a network trained before (or in ``pending``: {network: trial} of
-        candidates in training)."""
+    def draw(self, pending: dict[str, int] | None = None,
+             waiting: list[tuple[optuna.Trial, int]] | None = None) -> tuple[optuna.Trial, Genotype | None]:
+        """Ask the study for a candidate: (trial, its network to train), or (trial, None) for one not to train: a
+        candidate outside the latency band or a network trained before, told at once, or a network in training
+        now (in ``pending``: {network: trial}), appended to ``waiting`` as (trial, its twin's number): told the
+        twin's scores once the twin is told (:meth:`startup_batch`)."""
         ctx, h = self.ctx, self.ctx.cfg.halving
         if self.draws >= 20 * h.trials:
             n = sum(map(trained, self.study.get_trials(deepcopy=False)))
@@ -310,11 +275,9 @@ class Halving(Strategy):
                 return trial, None
         key = json.dumps(g.nodes)  # the pruned network: parameters of nodes it leaves out do not change it
         trial.set_user_attr("network", key)
-        if pending and key in pending:  # a network in training now: told stopped, without scores
+        if pending and key in pending:  # a network in training now: told its scores once they are known
             trial.set_user_attr("same_as", pending[key])
-            self.log.append({"trial": trial.number, "epoch": 0, "predicted_ms": round(ms, 4),
-                             "state": f"same as {pending[key]}"})
-            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            waiting.append((trial, pending[key]))
             return trial, None
         twin = self.trained_twin(key)
         if twin is not None:  # training it again (same seed, same crops) would repeat the twin's numbers
@@ -342,11 +305,12 @@ class Halving(Strategy):
         """Draw ``n`` candidates to train (the start-up ones) and halve them as one batch
         (:func:`hnanas.search.rungs.halve_batch`: each trains to the first rung before any trains further), each
         against the batch and the candidates trained before a kill. Their rows reach ``trials.csv`` when they are
-        told (a killed batch is trained again from its start)."""
+        told (a killed batch is trained again from its start); till then the log and the bar say where it is."""
         pending: dict[str, int] = {}
+        waiting: list[tuple[optuna.Trial, int]] = []
         batch: dict[int, tuple[optuna.Trial, object, list[dict]]] = {}
         while len(batch) < n:
-            trial, g = self.draw(pending)
+            trial, g = self.draw(pending, waiting)
             if g is not None:
                 pending[trial.user_attrs["network"]] = trial.number
                 runs = self.train(g, trial.user_attrs["predicted_ms"], desc=f"candidate {trial.number}")
@@ -360,6 +324,8 @@ class Halving(Strategy):
                 trial.should_prune()  # registers the score at a rung for the pruner's later candidates
                 self.spent_s += row["seconds"]
                 rows.append(row)
+            log.info("halving: start-up batch: candidate %d at epoch %d, score %.4f", k, epoch, rows[-1]["score"])
+            bar.set_postfix_str(f"start-up batch, candidate {k} at epoch {epoch}")
             return rows[-1]["score"]
 
         def earlier(epoch: int) -> list[float]:
@@ -384,6 +350,9 @@ class Halving(Strategy):
             self.study.tell(trial, rows[-1]["score"] if complete else None,
                             state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.PRUNED)
             bar.update()
+        for trial, twin in waiting:  # proposed again while its twin trained: TPE learns the twin's scores
+            state, value = self.replay(trial, self.study.trials[twin], trial.user_attrs["predicted_ms"])
+            self.study.tell(trial, value, state=state)
 
     def train(self, g: Genotype, ms: float, desc: str, run: int = 0):
         """Train a candidate from scratch for ``max_epochs``, yielding each epoch's log row (``epoch``,
