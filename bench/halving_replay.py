@@ -18,6 +18,12 @@ variants, two references on the same draws: training every candidate to the end 
     python bench/halving_replay.py bench/data/search_vs_random_NUAA-SIRST_cpu42 ... --train-images 273 \\
         --variant "eta 2: eta=2" --variant "final seeds 2: final_seeds=2" --json out.json
 
+The ``±`` beside a gain is the replays' own standard error: it says nothing of how much the gains would move
+with other networks in the pool. ``--pool-bootstrap B`` measures that: it resamples the pool's networks with
+replacement B times, replays every variant on each resample (``--reps`` replays each) and reports each variant's
+gain minus the base config's, with the 2.5-97.5 % interval over the resamples (a difference whose interval holds 0
+is not established by these ledgers).
+
 What it leaves out: TPE (candidates are drawn from the pool at random, as the start-up candidates are), the
 latency term (inside a hinge budget's band it is 0), and how long each candidate's epochs take. The retrain
 logs must be as long as the config's last rung (the learning rate follows a cosine over ``max_epochs`` in both).
@@ -31,6 +37,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 
 from hnanas.config import assignments, override, to_dict
@@ -151,6 +158,24 @@ def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps:
                                                         "_reference_candidates": max(n.values())}
 
 
+def pool_bootstrap(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps: int, seed: int,
+                   resamples: int) -> dict:
+    """Each variant's gain minus the first variant's (the base config) on ``resamples`` resamples of the pool's
+    networks (with replacement; a network drawn twice is two candidates), ``reps`` replays each: {variant: {mean,
+    ci95 (2.5 and 97.5 % quantiles), per-resample differences}}."""
+    rng = random.Random(seed)
+    names = sorted(curves)
+    base = next(iter(variants))
+    diffs: dict[str, list[float]] = {k: [] for k in variants}
+    for b in range(resamples):
+        resample = {f"{n}#{i}": curves[n] for i, n in enumerate(rng.choice(names) for _ in names)}
+        result = replay(resample, variants, n_train, reps, seed + 1 + b)
+        for k in variants:
+            diffs[k].append(result[k]["gain"] - result[base]["gain"])
+    return {k: {"mean": statistics.fmean(d), "ci95": [float(q) for q in np.quantile(d, [0.025, 0.975])],
+                "differences": d} for k, d in diffs.items()}
+
+
 def record(acc: dict, truth: dict, names: list[str], winner: str, cost: int) -> None:
     values = [truth[x] for x in names]
     acc["first"].append(winner == names[0])
@@ -185,9 +210,10 @@ def parse_variant(text: str, base: HalvingConfig) -> tuple[str, HalvingConfig]:
         raise SystemExit(f"halving_replay: {e}") from None
 
 
-def table(result: dict, sd: float) -> str:
+def table(result: dict, sd: float, boot: dict | None = None) -> str:
+    extra = " vs base, pool bootstrap 95 % |" if boot else ""
     lines = ["| schedule | rungs (epochs) | gain, IoU points | gain / pooled seed sd | percentile | candidate-epochs | "
-             "winner drawn first |", "|---|---|---|---|---|---|---|"]
+             "winner drawn first |" + extra, "|---|---|---|---|---|---|---|" + ("---|" if boot else "")]
     for k, r in result.items():
         if k.startswith("_"):
             continue
@@ -196,8 +222,13 @@ def table(result: dict, sd: float) -> str:
             k = f"{k} ({result['_reference_candidates']} candidates)"
         se = f" ± {100 * r['gain_se']:.2f}" if r["gain_se"] is not None else ""
         in_sd = "n/a" if sd == 0 else f"{r['gain'] / sd:+.2f}"
+        vs = ""
+        if boot:
+            b = boot.get(k)
+            vs = (f" {100 * b['mean']:+.2f} [{100 * b['ci95'][0]:+.2f}, {100 * b['ci95'][1]:+.2f}] |" if b
+                  else " |")
         lines.append(f"| {k} | {'%d:%d' % tuple(rungs) if rungs else '-'} | {100 * r['gain']:+.2f}{se} | {in_sd} | "
-                     f"{r['percentile']:.2f} | {r['candidate_epochs']:.1f} | {r['winner_is_first']:.2f} |")
+                     f"{r['percentile']:.2f} | {r['candidate_epochs']:.1f} | {r['winner_is_first']:.2f} |" + vs)
     return "\n".join(lines)
 
 
@@ -214,24 +245,31 @@ def main(argv: list[str] | None = None) -> int:
                    help="also replay the preset's halving config with these changes (repeatable)")
     p.add_argument("--reps", type=int, default=2000, help="replays per variant (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--pool-bootstrap", type=int, default=0, metavar="B",
+                   help="also resample the pool's networks B times and report each variant's gain minus the base "
+                        "config's with its 95 %% interval (--reps replays per resample; default 0: off)")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     args = p.parse_args(argv)
-    if args.train_images < 1 or args.reps < 1:
-        raise SystemExit("halving_replay: --train-images and --reps must be 1 or more")
+    if args.train_images < 1 or args.reps < 1 or args.pool_bootstrap < 0:
+        raise SystemExit("halving_replay: --train-images and --reps must be 1 or more, --pool-bootstrap 0 or more")
     label, base = parse_variant(f"preset {args.preset}{' + ' if args.sets else ''}{', '.join(args.sets)}: "
                                 f"{', '.join(args.sets)}", preset_config(args.preset).halving)
     variants = dict([(label, base), *(parse_variant(v, base) for v in args.variant)])
     curves, sources = pool(args.ledger)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     result = replay(curves, variants, args.train_images, args.reps, args.seed)
+    boot = (pool_bootstrap(curves, variants, args.train_images, args.reps, args.seed, args.pool_bootstrap)
+            if args.pool_bootstrap else None)
     sd = pooled_seed_sd(curves)
-    print(f"{len(curves)} networks, seeds {result['_seeds']}, {args.reps} replays; pooled seed sd of test IoU "
+    print(f"{len(curves)} networks, seeds {result['_seeds']}, {args.reps} replays"
+          f"{f' (and on {args.pool_bootstrap} resamples of the pool)' if boot else ''}; pooled seed sd of test IoU "
           f"{100 * sd:.1f} points")
-    print(table(result, sd))
+    print(table(result, sd, boot))
     if args.json is not None:
         write_json(args.json, {"ledger": [str(x) for x in args.ledger], "networks": len(curves),
                                "pooled_seed_sd": sd, "reps": args.reps, "seed": args.seed,
                                "train_images": args.train_images, "result": result, "sources": sources,
+                               "pool_bootstrap": {"resamples": args.pool_bootstrap, "versus_base": boot},
                                "variants": {k: to_dict(h) for k, h in variants.items()},
                                "command": " ".join(["python", "bench/halving_replay.py", *(argv or sys.argv[1:])])})
     return 0

@@ -96,3 +96,22 @@ def test_a_synchronous_startup_batch_picks_as_the_oracle_for_its_rungs_cost(tmp_
     # all 6 (the preset's 10 start-up candidates, capped at the 6 drawn) train to the first rung, then only the
     # best 1/3 of them, 2, trains on to the last: 6 x 1 + 2 x 2 epochs, never more than the asynchronous halving
     assert res["sync"]["candidate_epochs"] == 10 <= res[BASE]["candidate_epochs"]
+
+
+def test_the_pool_bootstrap_tells_a_real_difference_from_none(tmp_path, capsys):
+    bench = load_bench("halving_replay")
+    ledger = make_ledger(tmp_path / "ledger")
+    args = [str(ledger), *RUNGS, "--reps", "20", "--pool-bootstrap", "8", "--variant", "two runs: final_seeds=2",
+            "--variant", "fewer: trials=3", "--json", str(tmp_path / "out.json")]
+    assert bench.main(args) == 0
+    boot = read_json(tmp_path / "out.json")["pool_bootstrap"]
+    assert boot["resamples"] == 8
+    vs = boot["versus_base"]
+    assert vs[BASE]["differences"] == [0.0] * 8  # the base against itself
+    # the signal ranks as the truth: a second run changes no pick, whatever networks the pool holds
+    assert vs["two runs"]["differences"] == pytest.approx([0.0] * 8)
+    # the best of 3 stands less far above its candidates' mean than the best of 6, in every resample
+    assert vs["fewer"]["ci95"][1] < 0 and all(d < 0 for d in vs["fewer"]["differences"])
+    assert "vs base, pool bootstrap 95 % |" in capsys.readouterr().out
+    assert bench.main(args) == 0
+    assert read_json(tmp_path / "out.json")["pool_bootstrap"] == boot  # the same draws: the same numbers
