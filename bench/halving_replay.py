@@ -116,18 +116,20 @@ def pick(curves: dict, names: list[str], seeds: list[int], h: HalvingConfig, lo:
     return names[min(finalists, key=mean.get)], cost + hi * len(finalists) * (h.final_seeds - 1)
 
 
-def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps: int, seed: int) -> dict:
+def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps: int, seed: int,
+           whole: dict | None = None) -> dict:
     """Replay every variant ``reps`` times on the same draws (candidates, order, seeds); per variant the mean gain
     (winner's judging-seed test IoU minus its candidates' mean), its standard error, the winner's percentile among
     its candidates, the mean candidate-epochs, and how often the winner is the first candidate drawn (Optuna's
     asynchronous halving lets the first through every rung unopposed); the references on the same draws."""
-    shared = sorted(set.intersection(*(set(c) for c in curves.values())))
+    whole = curves if whole is None else whole  # the pool a resample was drawn from: its seeds and budget
+    shared = sorted(set.intersection(*(set(c) for c in whole.values())))
     runs = max(h.final_seeds for h in variants.values())
     if len(shared) < runs + 1:
         raise SystemExit(f"halving_replay: the networks share {len(shared)} finished seed(s); a replay needs "
                          f"{runs} for the search's runs and 1 to judge")
     rungs = {k: rung_epochs(h, n_train) for k, h in variants.items()}
-    epochs = min(int(c[s][1][-1]["epoch"]) for c in curves.values() for s in shared)
+    epochs = min(int(c[s][1][-1]["epoch"]) for c in whole.values() for s in shared)
     for k, (lo, hi) in rungs.items():
         if hi != epochs:
             raise SystemExit(f"halving_replay: variant {k!r} trains candidates {hi} epochs on {n_train} images, the "
@@ -161,15 +163,17 @@ def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps:
 def pool_bootstrap(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps: int, seed: int,
                    resamples: int) -> dict:
     """Each variant's gain minus the first variant's (the base config) on ``resamples`` resamples of the pool's
-    networks (with replacement; a network drawn twice is two candidates), ``reps`` replays each: {variant: {mean,
-    ci95 (2.5 and 97.5 % quantiles), per-resample differences}}."""
+    networks (with replacement; a network drawn twice is two candidates, where a search would train it once: a
+    16-candidate replay on a resample of 27 holds about 12 different networks), ``reps`` replays each: {variant:
+    {mean, ci95 (2.5 and 97.5 % quantiles), per-resample differences}}. The seeds and the budget are the whole
+    pool's."""
     rng = random.Random(seed)
     names = sorted(curves)
     base = next(iter(variants))
     diffs: dict[str, list[float]] = {k: [] for k in variants}
     for b in range(resamples):
         resample = {f"{n}#{i}": curves[n] for i, n in enumerate(rng.choice(names) for _ in names)}
-        result = replay(resample, variants, n_train, reps, seed + 1 + b)
+        result = replay(resample, variants, n_train, reps, seed + 1 + b, whole=curves)
         for k in variants:
             diffs[k].append(result[k]["gain"] - result[base]["gain"])
     return {k: {"mean": statistics.fmean(d), "ci95": [float(q) for q in np.quantile(d, [0.025, 0.975])],

@@ -115,3 +115,15 @@ def test_the_pool_bootstrap_tells_a_real_difference_from_none(tmp_path, capsys):
     assert "vs base, pool bootstrap 95 % |" in capsys.readouterr().out
     assert bench.main(args) == 0
     assert read_json(tmp_path / "out.json")["pool_bootstrap"] == boot  # the same draws: the same numbers
+
+
+def test_the_pool_bootstrap_judges_every_resample_by_the_whole_pools_budget(tmp_path):
+    bench = load_bench("halving_replay")
+    ledger = make_ledger(tmp_path / "ledger", epochs=4)
+    for seed in range(3):  # one network's retrains are 3 epochs, the rest 4: the pool's budget is 3
+        rows = [f"{e},0.5,0.5,{0.1 * e / EPOCHS}" for e in range(1, EPOCHS + 1)]
+        write_text(ledger / "nets" / "n1" / f"seed{seed}" / "retrain_log.csv",
+                   "epoch,loss,val_loss,val_iou\n" + "\n".join(rows) + "\n")
+    # resamples without n1 (about a third of them) are still replayed at the 3-epoch budget
+    assert bench.main([str(ledger), *RUNGS, "--reps", "5", "--pool-bootstrap", "8",
+                       "--json", str(tmp_path / "out.json")]) == 0

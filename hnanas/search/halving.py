@@ -318,6 +318,7 @@ class Halving(Strategy):
 
         def advance(k: int, epoch: int) -> float:
             trial, runs, rows = batch[k]
+            bar.set_postfix_str(f"start-up batch: candidate {k} to epoch {epoch}")
             while not rows or rows[-1]["epoch"] < epoch:
                 row = next(runs)
                 trial.report(row["score"], row["epoch"])
@@ -325,7 +326,6 @@ class Halving(Strategy):
                 self.spent_s += row["seconds"]
                 rows.append(row)
             log.info("halving: start-up batch: candidate %d at epoch %d, score %.4f", k, epoch, rows[-1]["score"])
-            bar.set_postfix_str(f"start-up batch, candidate {k} at epoch {epoch}")
             return rows[-1]["score"]
 
         def earlier(epoch: int) -> list[float]:
@@ -350,8 +350,10 @@ class Halving(Strategy):
             self.study.tell(trial, rows[-1]["score"] if complete else None,
                             state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.PRUNED)
             bar.update()
+        bar.set_postfix_str("")
+        told = self.study.get_trials(deepcopy=False)
         for trial, twin in waiting:  # proposed again while its twin trained: TPE learns the twin's scores
-            state, value = self.replay(trial, self.study.trials[twin], trial.user_attrs["predicted_ms"])
+            state, value = self.replay(trial, told[twin], trial.user_attrs["predicted_ms"])
             self.study.tell(trial, value, state=state)
 
     def train(self, g: Genotype, ms: float, desc: str, run: int = 0):

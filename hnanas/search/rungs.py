@@ -12,7 +12,9 @@ after the batch are compared with the batch's values by Optuna's asynchronous ru
 
 :class:`HalvingPruner` is Optuna's pruner with one change: the rung values of a FAIL trial do not compete. A
 candidate cut short by a kill keeps the values it registered, is told FAIL on resume and trained again as a new
-trial, which registers them again: Optuna's pruner would count that network twice at every rung it reached.
+trial, which registers them again: Optuna's pruner would count that network twice at every rung it reached. (A
+candidate whose final score is NaN is a FAIL trial too, Optuna's doing: its earlier rung values stop counting, as
+the strategy's own ``trained`` leaves it out.)
 """
 
 from __future__ import annotations
