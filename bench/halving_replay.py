@@ -44,8 +44,8 @@ from hnanas.config import assignments, override, to_dict
 from hnanas.errors import ConfigError
 from hnanas.fileio import write_json
 from hnanas.search.config import HalvingConfig, preset_config
-from hnanas.search.signals import AP_SIGNALS, accuracy_signal
 from hnanas.search.rungs import HalvingPruner, halve_batch, rung_epochs
+from hnanas.search.signals import AP_SIGNALS, accuracy_signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ledger_signals import pool  # noqa: E402
