@@ -87,7 +87,8 @@ def ensure_search(args: argparse.Namespace) -> Path:
         return args.search
     changes = {"space": args.space, "data.dataset": args.dataset, "data.split": args.split,
                "data.data_root": args.data_root, "seed": args.search_seed, "latency_weight": args.latency_weight,
-               "latency_loss": args.latency_loss, "target_latency_ms": args.target_latency}
+               "latency_loss": args.latency_loss, "target_latency_ms": args.target_latency,
+               "lr_warmup_epochs": args.lr_warmup, "output_prior": args.output_prior}  # as the retrains below
     if args.at_ms is not None:  # a budget whose band is the comparison's: [at (1 - tol), at (1 + tol)]
         changes.update({"latency_loss": "hinge", "latency_weight": BUDGET_WEIGHT,
                         "target_latency_ms": args.at_ms * (1 + args.tol),
@@ -240,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--precision", choices=["auto", "fp32", "fp32-cl", "bf16"], default="auto")
+    p.add_argument("--lr-warmup", type=float, default=0.0, metavar="EPOCHS",
+                   help="linear lr warm-up over the first EPOCHS of every retrain and of every candidate of the "
+                        "search made here (optim.warmup_epochs, lr_warmup_epochs; default 0: none)")
+    p.add_argument("--output-prior", type=float, default=None, metavar="P",
+                   help="start every retrain and every candidate of the search made here predicting P everywhere "
+                        "(train.output_prior, output_prior: the logits' bias; default: p = 0.5)")
     p.add_argument("--jobs", type=int, default=2, help="retrains at a time, one thread each (default 2)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/search_vs_random"))
     p.add_argument("--record", type=Path, default=None, help="also copy the summary JSON here (bench/data/...)")
@@ -270,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     if ledger is not None:
         ledger.save()
     budget = Budget(epochs=args.epochs, crop=args.crop, batch_size=args.batch_size, precision=args.precision,
-                    threads=1 if args.jobs > 1 else None, measure_latency=False)
+                    threads=1 if args.jobs > 1 else None, measure_latency=False, warmup_epochs=args.lr_warmup,
+                    output_prior=args.output_prior)
     data = {"dataset": args.dataset, "split": args.split, "data_root": args.data_root}
     # every network's first seed, then the next seeds, the (slow) baselines last: partial results stay usable
     order = sorted(((net["role"] == "baseline", seed_rank, net["name"], net, seed) for net in nets
@@ -303,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
               "target_ms": read_json(args.out / "networks.json")["target_ms"], "search": str(search),
               "search_seconds": search_seconds(search), "prior": PRIOR,
               "budget": {"epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": "quick",
-                         "precision": args.precision, "seeds": args.seeds, "baseline_seeds": args.baseline_seeds,
+                         "precision": args.precision, "lr_warmup_epochs": args.lr_warmup,
+                         "output_prior": args.output_prior, "seeds": args.seeds,
+                         "baseline_seeds": args.baseline_seeds,
                          "jobs": args.jobs, "checkpoint": "best validation IoU, every epoch, whole subset"},
               "dataset": args.dataset, "split": args.split, "k": args.k, "tol": args.tol,
               "retrains": {"finished": len(rows), "planned": len(jobs)}, "reused_from": reused_from,

@@ -186,8 +186,12 @@ def test_reuse_needs_the_same_budget_data_and_seed():
     assert same_budget(base, moved)  # where the data lies and the thread count do not matter
     for section, key, value in (("train", "epochs", 9), ("train", "seed", 1), ("data", "crop_size", 64),
                                 ("data", "split", "other"), ("optim", "lr", 1e-3), ("data", "dataset", "/a/NUAA"),
-                                ("train", "device", "cuda")):
+                                ("train", "device", "cuda"), ("optim", "warmup_epochs", 1.0),
+                                ("train", "output_prior", 0.01)):
         assert not same_budget(base, {**base, section: {**base[section], key: value}})
+    # a ledger written before optim.warmup_epochs and train.output_prior existed trained without them
+    assert same_budget(base, {**base, "optim": {**base["optim"], "warmup_epochs": 0.0},
+                              "train": {**base["train"], "output_prior": None}})
 
 
 def test_search_set_changes_the_config_of_the_search_made_here(monkeypatch, tmp_path):
@@ -208,3 +212,18 @@ def test_search_set_changes_the_config_of_the_search_made_here(monkeypatch, tmp_
     with pytest.raises(ConfigError, match="unknown key 'halving.trial'"):
         bench.main(["--search-preset", "cpu", "--at-ms", "20", "--search-set", "halving.trial=20",
                     "--out", str(tmp_path / "out")])
+    assert seen["cfg"].lr_warmup_epochs == 0.0
+    with pytest.raises(SystemExit, match="stopped before searching"):  # the candidates warm up as the retrains
+        bench.main(["--search-preset", "cpu", "--at-ms", "20", "--lr-warmup", "1", "--output-prior", "0.01",
+                    "--out", str(tmp_path / "out")])
+    assert seen["cfg"].lr_warmup_epochs == 1.0 and seen["cfg"].output_prior == 0.01
+
+
+def test_the_budget_passes_the_lr_warmup_and_the_output_prior_to_every_retrain():
+    from hnanas.pipeline.budget import Budget, budget_config
+
+    model, data = {"genotype": "dnanet_res3", "space": "rep_nested"}, {"dataset": "synthetic"}
+    assert budget_config(Budget(), model, data, 0).optim.warmup_epochs == 0.0  # the quick preset's: none
+    assert budget_config(Budget(), model, data, 0).train.output_prior is None
+    cfg = budget_config(Budget(warmup_epochs=1.5, output_prior=0.01), model, data, 0)
+    assert (cfg.optim.warmup_epochs, cfg.train.output_prior) == (1.5, 0.01)

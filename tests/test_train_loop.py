@@ -156,6 +156,30 @@ def test_optimizer_and_scheduler_names_and_errors():
     assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
 
 
+def test_lr_warmup_ramps_linearly_then_follows_the_schedule_and_resumes():
+    def lrs(name, warmup, steps=12, resume_at=None):
+        opt = build_optimizer([nn.Parameter(torch.zeros(2))], "adamw", 0.01)
+        sched = build_scheduler(opt, name, 10, min_lr=0.001, warmup=warmup)
+        out = []
+        for step in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            if step == resume_at:  # a resumed run: a fresh scheduler given the saved state
+                state = sched.state_dict()
+                sched = build_scheduler(opt, name, 10, min_lr=0.001, warmup=warmup)
+                sched.load_state_dict(state)
+            opt.step()
+            sched.step()
+        return out
+
+    plain, warm = lrs("cosine", 0), lrs("cosine", 4)
+    assert warm[:4] == pytest.approx([plain[k] * (k + 1) / 4 for k in range(4)])
+    assert warm[4:] == pytest.approx(plain[4:]) and plain[10:] == pytest.approx([0.001, 0.001])
+    assert lrs("cosine", 4, resume_at=2) == pytest.approx(warm)
+    assert lrs("constant", 3)[:5] == pytest.approx([0.01 / 3, 0.02 / 3, 0.01, 0.01, 0.01])
+    with pytest.raises(ConfigError, match="warm-up must be >= 0"):
+        lrs("cosine", -1)
+
+
 def test_epoch_sampler_order_depends_only_on_seed_and_epoch():
     a, b = EpochSampler(50, seed=3), EpochSampler(50, seed=3)
     b.set_epoch(1)

@@ -14,12 +14,14 @@ logits (the last is the main output); :func:`main_output` picks it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 import hnanas.nas.baselines  # noqa: F401  (registers the baseline kinds)
+from hnanas.errors import ConfigError
 from hnanas.nas.genotype import genotype_from_dict
 from hnanas.nas.model_kinds import builder_of, named_specs, register_model
 from hnanas.nas.network import derive
@@ -65,6 +67,25 @@ def build_model(spec: dict, *, deploy: bool = False) -> nn.Module:
     model = builder_of(kind)(spec, deploy)
     norm = spec.get("input_norm")
     return Normalized(model, norm[0], norm[1]) if norm else model
+
+
+def set_output_prior(model: nn.Module, prior: float) -> None:
+    """Start ``model`` predicting ``prior`` everywhere: the bias of each layer that outputs logits becomes
+    log(prior / (1 - prior)) (RetinaNet's prior initialisation). Freshly initialised, a network outputs p = 0.5 on
+    every pixel; the first steps of SoftIoU+BCE then push every pixel down at once, and some networks end up
+    predicting background everywhere for several epochs, or for good (docs/results.md, "Retrains that never
+    segment"). Other weights are untouched and no random numbers are drawn, so the rest of the initialisation
+    is the same as without it."""
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"the output prior must be a probability in (0, 1), got {prior}")
+    inner = model.model if isinstance(model, Normalized) else model
+    convs = getattr(inner, "output_convs", None)
+    if convs is None:
+        raise ConfigError(f"{type(inner).__name__} does not say which layers output logits (no output_convs()); "
+                          f"leave the output prior unset for it")
+    with torch.no_grad():
+        for conv in convs():
+            conv.bias.fill_(math.log(prior / (1.0 - prior)))
 
 
 def main_output(out: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:

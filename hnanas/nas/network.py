@@ -88,6 +88,10 @@ class NestedNet(nn.Module):
         })
         self.head = nn.Conv2d(space.node(space.output).width, 1, kernel_size=1)
 
+    def output_convs(self) -> list[nn.Conv2d]:
+        """The layers whose outputs are logits (hnanas.nas.models.set_output_prior)."""
+        return [self.head]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cache = FeatureCache(self.space, x)
         for node, ins, _ in self.genotype.nodes:

@@ -42,6 +42,8 @@ class Budget:
     precision: str = "auto"  # train path (hnanas.train.fastpath)
     threads: int | None = None  # torch threads per retrain (None: torch's default)
     measure_latency: bool = True  # time each export with ONNX Runtime (cpu, 1 thread) at the end of its retrain
+    warmup_epochs: float = 0.0  # linear lr warm-up over the first epochs (optim.warmup_epochs); 0: the preset's
+    output_prior: float | None = None  # the logits' initial probability (train.output_prior); None: the preset's
 
 
 def budget_config(budget: Budget, model: Mapping, data: Mapping, seed: int) -> RetrainConfig:
@@ -53,6 +55,10 @@ def budget_config(budget: Budget, model: Mapping, data: Mapping, seed: int) -> R
                     "train.precision": budget.precision, "train.threads": budget.threads,
                     "latency.threads": 1, "latency.devices": ["cpu"] if budget.measure_latency else [],
                     "train.val_max_images": NULL})  # the whole validation subset (the quick preset scores 32)
+    if budget.warmup_epochs:
+        changes["optim.warmup_epochs"] = budget.warmup_epochs
+    if budget.output_prior is not None:
+        changes["train.output_prior"] = budget.output_prior
     return build_config(budget.preset, model, changes=changes)
 
 

@@ -15,7 +15,7 @@ one latency point share their random networks).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,8 +24,11 @@ from hnanas.errors import HnanasError
 from hnanas.fileio import read_yaml, write_bytes
 from hnanas.nas.genotype import Genotype, load_genotype
 from hnanas.nas.space import SearchSpace
+from hnanas.pipeline.presets import OptimConfig, TrainConfig
 
 RETRAIN_FILES = ("metrics.json", "retrain_log.csv", "config.yaml")
+# what an optim or train key missing from an older config.yaml meant
+OPTIM_DEFAULTS, TRAIN_DEFAULTS = asdict(OptimConfig()), asdict(TrainConfig())
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,11 @@ class Ledger:
 def same_budget(mine: Mapping, theirs: Mapping) -> bool:
     """Whether two retrain configs (as written to ``config.yaml``) train the same way (optimiser, loop, seed,
     device setting) on the same data: the dataset compared by folder name, since a ledger moves between machines
-    whose data lie elsewhere; the thread count left out (it changes speed, not results)."""
+    whose data lie elsewhere; the thread count left out (it changes speed, not results); an optimiser or loop key
+    that a config written before the key existed lacks counts as its default, as that run trained with it."""
     def pick(c: Mapping) -> tuple:
-        return (c["optim"], {k: v for k, v in c["train"].items() if k != "threads"},
+        return ({**OPTIM_DEFAULTS, **c["optim"]},
+                {k: v for k, v in {**TRAIN_DEFAULTS, **c["train"]}.items() if k != "threads"},
                 {**c["data"], "dataset": Path(c["data"]["dataset"]).name})
     return pick(mine) == pick(theirs)
 

@@ -50,10 +50,12 @@ class OptimConfig:
     scheduler: Literal["cosine", "constant"] = "cosine"  # lr schedule, stepped after every optimizer step
     min_lr: float = 1e-5  # lr at the end of the cosine schedule
     grad_clip: float | None = None  # clip the gradient norm to this value; None: no clipping
+    # linear lr warm-up over the first N epochs (rounded to optimizer steps), then the schedule; 0: none
+    warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.lr > 0 or self.min_lr < 0 or self.weight_decay < 0:
-            raise ValueError("lr must be positive, min_lr and weight_decay non-negative")
+        if not self.lr > 0 or self.min_lr < 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ValueError("lr must be positive, min_lr, weight_decay and warmup_epochs non-negative")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive (or null), got {self.grad_clip}")
 
@@ -69,6 +71,9 @@ class TrainConfig:
     val_max_images: int | None = None  # validate on the first N validation images only; None: all of them
     threshold: float = 0.5  # probability above which a pixel is target, for every metric
     seed: int = 0  # seed of weight initialisation, data order and augmentation
+    # start predicting this probability everywhere (the logits' bias, hnanas.nas.models.set_output_prior); None:
+    # the layers' default initialisation (p = 0.5 on every pixel)
+    output_prior: float | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"  # torch device; auto: cuda when available, else cpu
     threads: int | None = None  # torch intra-op CPU threads; None: torch's default (one per core)
     num_workers: int = 0  # DataLoader worker processes; 0 loads in the main process
@@ -88,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"threads must be at least 1 (or null), got {self.threads}")
         if self.num_workers < 0 or self.figure_images < 0:
             raise ValueError("num_workers and figure_images must be >= 0")
+        if self.output_prior is not None and not 0.0 < self.output_prior < 1.0:
+            raise ValueError(f"output_prior must be a probability in (0, 1) (or null), got {self.output_prior}")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from hnanas.data import build_data
 from hnanas.envinfo import environment
 from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_json, write_json
-from hnanas.nas.models import build_model
+from hnanas.nas.models import build_model, set_output_prior
 from hnanas.pipeline.finish import RetrainResult, finish_retrain
 from hnanas.pipeline.presets import RetrainConfig
 from hnanas.pipeline.sources import resolve_spec
@@ -103,6 +103,8 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
 
         set_seed(cfg.train.seed)
         model = build_model(spec).to(device)
+        if cfg.train.output_prior is not None:
+            set_output_prior(model, cfg.train.output_prior)
         loss_fn = build_train_loss(cfg.train.loss)
         t = cfg.train
         sampler = EpochSampler(len(data.train), t.seed)
@@ -112,7 +114,8 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
         val_loader = eval_loader(Subset(data.val, range(n_val)), t.num_workers) if n_val else None
         optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
         steps_per_epoch = len(loader)
-        scheduler = build_scheduler(optimizer, cfg.optim.scheduler, t.epochs * steps_per_epoch, cfg.optim.min_lr)
+        scheduler = build_scheduler(optimizer, cfg.optim.scheduler, t.epochs * steps_per_epoch, cfg.optim.min_lr,
+                                    warmup=round(cfg.optim.warmup_epochs * steps_per_epoch))
         csv_log = run.csv_log("retrain_log.csv", LOG_FIELDS)
 
         start, best = 0, {"epoch": None, "val_iou": None}

@@ -111,6 +111,12 @@ class SearchConfig:
     loss: str = "softiou"  # segmentation loss: softiou | bce | dice, or a sum such as softiou+bce
     optimizer: str = "adagrad"  # weight optimizer: adagrad (DNANet/HNA-NAS) | adamw | sgd
     lr: float = 0.05  # weight learning rate (cosine-annealed within each stage)
+    # linear lr warm-up over the first N epochs of each stage (two-stage) or candidate (halving); 0: none. Set it
+    # as the comparison's retrains set optim.warmup_epochs, so candidates train as the found network will
+    lr_warmup_epochs: float = 0.0
+    # start every candidate (halving) or supernet (two-stage) predicting this probability everywhere (the logits'
+    # bias, hnanas.nas.models.set_output_prior), as the comparison's retrains set train.output_prior; None: p = 0.5
+    output_prior: float | None = None
     weight_decay: float = 0.0  # weight decay of the weights
     batch_size: int = 12  # crops per weight step and per architecture step (per process)
     val_images: int | None = None  # validation images scored each epoch (the first N of the subset); None: all
@@ -124,8 +130,10 @@ class SearchConfig:
     halving: HalvingConfig = field(default_factory=HalvingConfig)  # the halving strategy
 
     def __post_init__(self) -> None:
-        if self.latency_weight < 0:
-            raise ValueError("latency_weight must be >= 0")
+        if self.latency_weight < 0 or self.lr_warmup_epochs < 0:
+            raise ValueError("latency_weight and lr_warmup_epochs must be >= 0")
+        if self.output_prior is not None and not 0.0 < self.output_prior < 1.0:
+            raise ValueError(f"output_prior must be a probability in (0, 1) (or null), got {self.output_prior}")
         if self.target_latency_ms is not None and self.target_latency_ms <= 0:
             raise ValueError("target_latency_ms must be positive")
         if self.target_latency_scale is not None and self.target_latency_scale <= 0:

@@ -52,7 +52,7 @@ from torch.utils.data import Subset
 from hnanas.errors import ConfigError
 from hnanas.latency.matched import sample_at_latency
 from hnanas.nas.genotype import Genotype
-from hnanas.nas.models import build_model, nested_spec
+from hnanas.nas.models import build_model, nested_spec, set_output_prior
 from hnanas.progress import progress
 from hnanas.search.context import SearchContext, reference_latency_ms
 from hnanas.search.finalists import FINAL_FIELDS, rank_finalists
@@ -364,10 +364,14 @@ class Halving(Strategy):
         ctx, h = self.ctx, self.ctx.cfg.halving
         torch.manual_seed(ctx.cfg.seed + RUN_SEED_STRIDE * run)
         model = build_model(nested_spec(ctx.space, g)).to(ctx.device)
+        if ctx.cfg.output_prior is not None:
+            set_output_prior(model, ctx.cfg.output_prior)
         path = path_named("fp32" if ctx.cfg.precision == "auto" else ctx.cfg.precision)
         path.prepare(model)  # auto's timing trial would cost more than it saves on one-epoch candidates
         opt = build_optimizer(model.parameters(), ctx.cfg.optimizer, ctx.cfg.lr, ctx.cfg.weight_decay)
-        sched = build_scheduler(opt, "cosine", self.max_epochs * len(ctx.train_loader), min(h.min_lr, ctx.cfg.lr))
+        steps = len(ctx.train_loader)
+        sched = build_scheduler(opt, "cosine", self.max_epochs * steps, min(h.min_lr, ctx.cfg.lr),
+                                warmup=round(ctx.cfg.lr_warmup_epochs * steps))
         best_iou = 0.0
         for epoch in range(1, self.max_epochs + 1):
             ctx.set_train_epoch(run * self.max_epochs + epoch - 1)

@@ -48,6 +48,10 @@ class _Supernet(nn.Module):
     def named_weight_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         return ((n, p) for n, p in self.named_parameters() if not n.startswith("arch."))
 
+    def output_convs(self) -> list[nn.Conv2d]:
+        """The layer whose output is the logits (hnanas.nas.models.set_output_prior)."""
+        return [self.head]
+
 
 class TopologySupernet(_Supernet):
     """Stage 1: all candidate edges behind gates, ``space.stage1_op`` at every node."""

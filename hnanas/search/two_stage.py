@@ -20,6 +20,7 @@ from hnanas.data.torch_data import TrainDataset
 from hnanas.fileio import write_json
 from hnanas.latency.expected import EdgeLatencyModel, OpLatencyModel
 from hnanas.nas.genotype import Genotype, genotype_from_dict, make_genotype
+from hnanas.nas.models import set_output_prior
 from hnanas.search import distributed as dd
 from hnanas.search.config import stage_config
 from hnanas.search.context import SearchContext, ShardSampler
@@ -157,11 +158,14 @@ class TwoStage(Strategy):
             latency = OpLatencyModel(ctx.table, ctx.space, topology, net.node_ops)
             cls = OpSearcher
         net.to(ctx.device)
+        if cfg.output_prior is not None:
+            set_output_prior(net, cfg.output_prior)
         gen = torch.Generator().manual_seed(sampling_seed(cfg.seed, stage))
         searcher = cls(net, latency, cfg, stage_config(cfg, stage), ctx.loss_fn, gen, ctx.d)
         steps = stage_config(cfg, stage).epochs * max(len(ctx.train_loader), 1)
         opt = build_optimizer(net.weight_parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
-        sched = build_scheduler(opt, "cosine", steps, min_lr=min(1e-5, cfg.lr))
+        sched = build_scheduler(opt, "cosine", steps, min_lr=min(1e-5, cfg.lr),
+                                warmup=round(cfg.lr_warmup_epochs * max(len(ctx.train_loader), 1)))
         return net, searcher, dd.AveragingOptimizer(opt, ctx.d), sched
 
     def derived_forward(self, searcher):

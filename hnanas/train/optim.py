@@ -2,7 +2,8 @@
 
 - :func:`build_optimizer` (``adagrad`` as DNANet trains, ``adamw``, ``sgd`` with momentum 0.9),
 - :func:`build_scheduler` (``cosine`` from the optimizer's lr to ``min_lr`` over ``total`` scheduler steps, or
-  ``constant``); the caller decides whether a scheduler step is an optimizer step or an epoch,
+  ``constant``, either after an optional linear warm-up); the caller decides whether a scheduler step is an
+  optimizer step or an epoch,
 - :func:`build_train_loss`: a loss name or a ``+``-joined sum of them (``softiou+bce``),
 - :func:`set_seed` seeds torch, numpy and ``random`` once at the start of a run (model initialisation draws from
   torch's global generator); every later random choice takes its own generator,
@@ -44,12 +45,16 @@ def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict], name:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str = "cosine", total_steps_or_epochs: int = 1,
-                    min_lr: float = 1e-5) -> torch.optim.lr_scheduler.LRScheduler:
+                    min_lr: float = 1e-5, warmup: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
     """A schedule over ``total_steps_or_epochs`` calls of ``scheduler.step()``.
 
     ``cosine``: from each group's initial lr down to ``min_lr`` (reached after the last step; further steps stay
-    there, they never climb back). ``constant``: the initial lr throughout. Both have a state_dict, so a resumed
-    run continues the schedule exactly.
+    there, they never climb back). ``constant``: the initial lr throughout. ``warmup`` > 0 scales the first
+    ``warmup`` steps' lr by (step + 1) / warmup (a linear warm-up; the schedule after it is unchanged, its lr at a
+    step is the same as without warm-up): Adam's first steps, taken before its second-moment estimate settles,
+    can push a network into predicting background everywhere, from which SoftIoU does not bring it back
+    (docs/results.md, "Retrains that never segment"). Both have a state_dict, so a resumed run continues the
+    schedule exactly.
     """
     key = str(name).strip().lower()
     if key not in SCHEDULERS:
@@ -57,30 +62,41 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str = "cosine", tota
     total = int(total_steps_or_epochs)
     if total < 1:
         raise ConfigError(f"a schedule needs at least one step, got {total_steps_or_epochs}")
+    if int(warmup) < 0:
+        raise ConfigError(f"the lr warm-up must be >= 0 steps, got {warmup}")
     if key == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, _Constant())
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, _Constant(warmup))
     base = [group["lr"] for group in optimizer.param_groups]
     if any(min_lr > lr for lr in base):
         raise ConfigError(f"min_lr {min_lr} is above the initial learning rate {min(base)}")
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, [_Cosine(total, min_lr / lr) for lr in base])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [_Cosine(total, min_lr / lr, warmup) for lr in base])
 
 
 class _Constant:
-    """Factor 1 at every step (a class, not a lambda, so the scheduler's state_dict holds it)."""
+    """Factor 1 at every step after the warm-up (a class, not a lambda, so the scheduler's state_dict holds it)."""
+
+    def __init__(self, warmup: int = 0):
+        self.warmup = int(warmup)
 
     def __call__(self, step: int) -> float:
-        return 1.0
+        return _warm(step, self.warmup)
 
 
 class _Cosine:
-    """Factor ``floor + (1 - floor) * (1 + cos(pi * t / total)) / 2`` with ``t`` clamped to ``total``."""
+    """Factor ``floor + (1 - floor) * (1 + cos(pi * t / total)) / 2`` with ``t`` clamped to ``total``, times the
+    warm-up's."""
 
-    def __init__(self, total: int, floor: float):
-        self.total, self.floor = int(total), float(floor)
+    def __init__(self, total: int, floor: float, warmup: int = 0):
+        self.total, self.floor, self.warmup = int(total), float(floor), int(warmup)
 
     def __call__(self, step: int) -> float:
         t = min(step, self.total) / self.total
-        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + float(np.cos(np.pi * t)))
+        return _warm(step, self.warmup) * (self.floor + (1.0 - self.floor) * 0.5 * (1.0 + float(np.cos(np.pi * t))))
+
+
+def _warm(step: int, warmup: int) -> float:
+    """The linear warm-up's factor at ``step``: (step + 1) / warmup during it, 1 after it (and without one)."""
+    return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
 
 def build_train_loss(name: str = "softiou") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -99,6 +99,10 @@ class DNANet(nn.Module):
         self.fuse = res_cbam_stage(LEVELS * w[0], w[0], 1, deploy=deploy)
         self.heads = nn.ModuleList(nn.Conv2d(w[0], 1, 1) for _ in range(LEVELS - 1 if config.deep_supervision else 1))
 
+    def output_convs(self) -> list[nn.Conv2d]:
+        """The layers whose outputs are logits: the main head and the deep-supervision heads."""
+        return list(self.heads)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         check_input_size(x, 1 << (LEVELS - 1), KIND)
         h, w = x.shape[-2:]

@@ -93,6 +93,10 @@ class RepISDNet(nn.Module):
         self.head = nn.Sequential(ConvBNReLU(self.neck.out_channels, w0, 3, deploy=deploy),
                                   nn.Dropout2d(config.dropout), nn.Conv2d(w0, 1, 1))
 
+    def output_convs(self) -> list[nn.Conv2d]:
+        """The layer whose output is the logits (the head's last 1x1 conv)."""
+        return [self.head[-1]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, DOWNSAMPLING, KIND)
         full = self.stem(x)
