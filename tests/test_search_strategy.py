@@ -139,7 +139,7 @@ def test_halving_with_a_floor_trains_only_candidates_inside_the_band_and_ranks_b
 
 
 def test_halving_ap_signals_rank_by_the_validation_pixels_average_precision(assets, tmp_path, monkeypatch):
-    import hnanas.search.halving as halving
+    import hnanas.search.candidate as candidate
 
     seen = []
 
@@ -147,8 +147,8 @@ def test_halving_ap_signals_rank_by_the_validation_pixels_average_precision(asse
         seen.append(average_precision)
         return {**real(*args, **kwargs), "ap": 0.2 + 0.05 * len(seen)}
 
-    real = halving.evaluate
-    monkeypatch.setattr(halving, "evaluate", evaluate)
+    real = candidate.evaluate
+    monkeypatch.setattr(candidate, "evaluate", evaluate)
     assert accuracy_signal("val_ap", 0.5, 0.5, 0.0, 0.0, 0.3) == pytest.approx(0.7)
     assert accuracy_signal("val_ap", 0.5, 0.5, 0.0, 0.0, float("nan")) == 1.0  # no target pixel
     assert accuracy_signal("best_val_iou_ap", 0.5, 0.5, 0.1, 0.2, 0.3) == pytest.approx(0.8 + 7e-4)

@@ -41,42 +41,42 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
-import time
+from dataclasses import dataclass, field
 
 import optuna
-import torch
 from torch.utils.data import Subset
 
 from hnanas.errors import ConfigError
 from hnanas.latency.matched import sample_at_latency
 from hnanas.nas.genotype import Genotype
-from hnanas.nas.models import build_model, nested_spec, set_output_prior
 from hnanas.progress import progress
+from hnanas.search.candidate import train_candidate
 from hnanas.search.context import SearchContext, reference_latency_ms
 from hnanas.search.finalists import FINAL_FIELDS, rank_finalists
-from hnanas.search.objective import search_loss
 from hnanas.search.plots import draw_halving
 from hnanas.search.rungs import HalvingPruner, halve_batch, rung_epochs
-from hnanas.search.signals import AP_SIGNALS, accuracy_signal
 from hnanas.search.strategy import Strategy, register_strategy
 from hnanas.search.trial_params import genotype_of, param_space, params_of
-from hnanas.train.fastpath import path_named
 from hnanas.train.loaders import eval_loader
-from hnanas.train.loop import evaluate, train_epoch
-from hnanas.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("hnanas.search")
 STUDY = "halving.db"
 FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "val_iou", "score", "seconds"]
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-RUN_SEED_STRIDE = 7919  # the torch seed of a finalist's run k is the search's seed + k x this: not another search's
 
 
 def trained(t: optuna.trial.FrozenTrial) -> bool:
     """Whether a candidate was trained: done, inside the latency band, not a network trained before."""
     return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
+
+
+@dataclass
+class InTraining:
+    """A start-up batch's networks in training (``pending``: {network: trial}) and the trials that proposed one of
+    them again (``waiting``: (trial, its twin's number)), told the twin's scores once the twin is told."""
+    pending: dict[str, int] = field(default_factory=dict)
+    waiting: list[tuple[optuna.Trial, int]] = field(default_factory=list)
 
 
 def startup_seed(seed: int) -> int:
@@ -247,12 +247,10 @@ class Halving(Strategy):
         params = {key: trial.suggest_categorical(key, choices) for key, _, _, choices in param_space(self.ctx.space)}
         return genotype_of(self.ctx.space, params, name=f"trial_{trial.number}")
 
-    def draw(self, pending: dict[str, int] | None = None,
-             waiting: list[tuple[optuna.Trial, int]] | None = None) -> tuple[optuna.Trial, Genotype | None]:
+    def draw(self, batch: InTraining | None = None) -> tuple[optuna.Trial, Genotype | None]:
         """Ask the study for a candidate: (trial, its network to train), or (trial, None) for one not to train: a
-        candidate outside the latency band or a network trained before, told at once, or a network in training
-        now (in ``pending``: {network: trial}), appended to ``waiting`` as (trial, its twin's number): told the
-        twin's scores once the twin is told (:meth:`startup_batch`)."""
+        candidate outside the latency band or a network trained before, told at once, or a network of ``batch`` in
+        training now, added to its waiting trials (:meth:`startup_batch`)."""
         ctx, h = self.ctx, self.ctx.cfg.halving
         if self.draws >= 20 * h.trials:
             n = sum(map(trained, self.study.get_trials(deepcopy=False)))
@@ -275,9 +273,9 @@ class Halving(Strategy):
                 return trial, None
         key = json.dumps(g.nodes)  # the pruned network: parameters of nodes it leaves out do not change it
         trial.set_user_attr("network", key)
-        if pending and key in pending:  # a network in training now: told its scores once they are known
-            trial.set_user_attr("same_as", pending[key])
-            waiting.append((trial, pending[key]))
+        if batch is not None and key in batch.pending:  # in training now: told its scores once they are known
+            trial.set_user_attr("same_as", batch.pending[key])
+            batch.waiting.append((trial, batch.pending[key]))
             return trial, None
         twin = self.trained_twin(key)
         if twin is not None:  # training it again (same seed, same crops) would repeat the twin's numbers
@@ -306,13 +304,12 @@ class Halving(Strategy):
         (:func:`hnanas.search.rungs.halve_batch`: each trains to the first rung before any trains further), each
         against the batch and the candidates trained before a kill. Their rows reach ``trials.csv`` when they are
         told (a killed batch is trained again from its start); till then the log and the bar say where it is."""
-        pending: dict[str, int] = {}
-        waiting: list[tuple[optuna.Trial, int]] = []
+        drawn = InTraining()
         batch: dict[int, tuple[optuna.Trial, object, list[dict]]] = {}
         while len(batch) < n:
-            trial, g = self.draw(pending, waiting)
+            trial, g = self.draw(drawn)
             if g is not None:
-                pending[trial.user_attrs["network"]] = trial.number
+                drawn.pending[trial.user_attrs["network"]] = trial.number
                 runs = self.train(g, trial.user_attrs["predicted_ms"], desc=f"candidate {trial.number}")
                 batch[trial.number] = (trial, runs, [])
 
@@ -352,40 +349,11 @@ class Halving(Strategy):
             bar.update()
         bar.set_postfix_str("")
         told = self.study.get_trials(deepcopy=False)
-        for trial, twin in waiting:  # proposed again while its twin trained: TPE learns the twin's scores
+        for trial, twin in drawn.waiting:  # proposed again while its twin trained: TPE learns the twin's scores
             state, value = self.replay(trial, told[twin], trial.user_attrs["predicted_ms"])
             self.study.tell(trial, value, state=state)
 
     def train(self, g: Genotype, ms: float, desc: str, run: int = 0):
-        """Train a candidate from scratch for ``max_epochs``, yielding each epoch's log row (``epoch``,
-        ``predicted_ms``, losses, ``val_iou``, ``score``, ``seconds``). Run 0 is the search's (its seed, the crops
-        of epochs 0, 1, ...: every candidate sees the same); run k > 0 starts from other weights (seed + k x
-        :data:`RUN_SEED_STRIDE`) and sees other crops (those of epochs k x ``max_epochs``, ...)."""
-        ctx, h = self.ctx, self.ctx.cfg.halving
-        torch.manual_seed(ctx.cfg.seed + RUN_SEED_STRIDE * run)
-        model = build_model(nested_spec(ctx.space, g)).to(ctx.device)
-        if ctx.cfg.output_prior is not None:
-            set_output_prior(model, ctx.cfg.output_prior)
-        path = path_named("fp32" if ctx.cfg.precision == "auto" else ctx.cfg.precision)
-        path.prepare(model)  # auto's timing trial would cost more than it saves on one-epoch candidates
-        opt = build_optimizer(model.parameters(), ctx.cfg.optimizer, ctx.cfg.lr, ctx.cfg.weight_decay)
-        steps = len(ctx.train_loader)
-        sched = build_scheduler(opt, "cosine", self.max_epochs * steps, min(h.min_lr, ctx.cfg.lr),
-                                warmup=round(ctx.cfg.lr_warmup_epochs * steps))
-        best_iou = 0.0
-        for epoch in range(1, self.max_epochs + 1):
-            ctx.set_train_epoch(run * self.max_epochs + epoch - 1)
-            start = time.perf_counter()
-            stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
-                                desc=f"{desc} epoch {epoch}")
-            val = evaluate(model, self.val_loader, loss_fn=ctx.loss_fn, desc="validate",
-                           average_precision=h.metric in AP_SIGNALS)
-            best_iou = max(best_iou, val["iou"])
-            signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou,
-                                     val.get("ap", math.nan))
-            score = float(search_loss(torch.tensor(signal), torch.tensor(ms), self.target_ms,
-                                      kind=ctx.cfg.latency_loss, weight=ctx.cfg.latency_weight,
-                                      alpha=ctx.cfg.mul_log_alpha, beta=ctx.cfg.mul_log_beta))
-            yield {"epoch": epoch, "predicted_ms": round(ms, 4), "train_loss": stats["loss"],
-                   "val_loss": val["loss"], "val_iou": val["iou"], "score": score,
-                   "seconds": round(time.perf_counter() - start, 1)}  # + validation
+        """The candidate's epochs (:func:`hnanas.search.candidate.train_candidate`), ``max_epochs`` of them."""
+        return train_candidate(self.ctx, g, ms, epochs=self.max_epochs, val_loader=self.val_loader,
+                               target_ms=self.target_ms, desc=desc, run=run)
