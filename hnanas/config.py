@@ -218,3 +218,11 @@ def override(obj: T, changes: Mapping[str, Any], *, source: str = "override") ->
             node = node[part]
             path.append(part)
     return from_dict(type(obj), merge(data, nest(changes)), source=source)
+
+
+def check_probability(value: float | None, name: str) -> float | None:
+    """``value`` if it is None or a probability strictly inside (0, 1), else a ValueError naming ``name`` (the
+    config loaders turn it into a one-line ConfigError)."""
+    if value is not None and not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a probability in (0, 1) (or null), got {value}")
+    return value

@@ -59,6 +59,10 @@ def test_a_bad_prior_or_a_model_without_output_layers_is_a_clear_error():
             set_output_prior(model, bad)
     with pytest.raises(ConfigError, match="Conv2d does not say which layers output logits"):
         set_output_prior(torch.nn.Conv2d(1, 1, 1), 0.01)
+    unset = torch.nn.Conv2d(1, 1, 1)  # no prior configured: nothing is asked of the model, nothing changes
+    before = {n: p.clone() for n, p in unset.state_dict().items()}
+    set_output_prior(unset, None)
+    assert all(torch.equal(p, before[n]) for n, p in unset.state_dict().items())
     with pytest.raises(ConfigError, match="output_prior must be a probability"):
         build_config("quick", {"genotype": "dnanet_res3", "space": "rep_nested"}, changes={"train.output_prior": 1})
     with pytest.raises(ConfigError, match="output_prior must be a probability"):

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 import hnanas.nas.baselines  # noqa: F401  (registers the baseline kinds)
+from hnanas.config import check_probability
 from hnanas.errors import ConfigError
 from hnanas.nas.genotype import genotype_from_dict
 from hnanas.nas.model_kinds import builder_of, named_specs, register_model
@@ -69,15 +70,15 @@ def build_model(spec: dict, *, deploy: bool = False) -> nn.Module:
     return Normalized(model, norm[0], norm[1]) if norm else model
 
 
-def set_output_prior(model: nn.Module, prior: float) -> None:
+def set_output_prior(model: nn.Module, prior: float | None) -> None:
     """Start ``model`` predicting ``prior`` everywhere: the bias of each layer that outputs logits becomes
     log(prior / (1 - prior)) (RetinaNet's prior initialisation). Freshly initialised, a network outputs p = 0.5 on
     every pixel; the first steps of SoftIoU+BCE then push every pixel down at once, and some networks end up
     predicting background everywhere for several epochs, or for good (docs/results.md, "Retrains that never
     segment"). Other weights are untouched and no random numbers are drawn, so the rest of the initialisation
-    is the same as without it."""
-    if not 0.0 < prior < 1.0:
-        raise ValueError(f"the output prior must be a probability in (0, 1), got {prior}")
+    is the same as without it. ``None`` (no prior configured) leaves the model as it is."""
+    if check_probability(prior, "the output prior") is None:
+        return
     inner = model.model if isinstance(model, Normalized) else model
     convs = getattr(inner, "output_convs", None)
     if convs is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from hnanas.config import layered, override
+from hnanas.config import check_probability, layered, override
 from hnanas.data import DataConfig
 from hnanas.errors import ConfigError
 from hnanas.fileio import read_yaml
@@ -93,8 +93,7 @@ class TrainConfig:
             raise ValueError(f"threads must be at least 1 (or null), got {self.threads}")
         if self.num_workers < 0 or self.figure_images < 0:
             raise ValueError("num_workers and figure_images must be >= 0")
-        if self.output_prior is not None and not 0.0 < self.output_prior < 1.0:
-            raise ValueError(f"output_prior must be a probability in (0, 1) (or null), got {self.output_prior}")
+        check_probability(self.output_prior, "output_prior")
 
 
 @dataclass

@@ -103,8 +103,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
 
         set_seed(cfg.train.seed)
         model = build_model(spec).to(device)
-        if cfg.train.output_prior is not None:
-            set_output_prior(model, cfg.train.output_prior)
+        set_output_prior(model, cfg.train.output_prior)
         loss_fn = build_train_loss(cfg.train.loss)
         t = cfg.train
         sampler = EpochSampler(len(data.train), t.seed)

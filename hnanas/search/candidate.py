@@ -31,8 +31,7 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
     cfg, h = ctx.cfg, ctx.cfg.halving
     torch.manual_seed(cfg.seed + RUN_SEED_STRIDE * run)
     model = build_model(nested_spec(ctx.space, g)).to(ctx.device)
-    if cfg.output_prior is not None:
-        set_output_prior(model, cfg.output_prior)
+    set_output_prior(model, cfg.output_prior)
     path = path_named("fp32" if cfg.precision == "auto" else cfg.precision)
     path.prepare(model)  # auto's timing trial would cost more than it saves on one-epoch candidates
     opt = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hnanas.config import layered, override
+from hnanas.config import check_probability, layered, override
 from hnanas.data.bundle import DataConfig
 from hnanas.errors import ConfigError
 
@@ -132,8 +132,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.latency_weight < 0 or self.lr_warmup_epochs < 0:
             raise ValueError("latency_weight and lr_warmup_epochs must be >= 0")
-        if self.output_prior is not None and not 0.0 < self.output_prior < 1.0:
-            raise ValueError(f"output_prior must be a probability in (0, 1) (or null), got {self.output_prior}")
+        check_probability(self.output_prior, "output_prior")
         if self.target_latency_ms is not None and self.target_latency_ms <= 0:
             raise ValueError("target_latency_ms must be positive")
         if self.target_latency_scale is not None and self.target_latency_scale <= 0:

@@ -158,8 +158,7 @@ class TwoStage(Strategy):
             latency = OpLatencyModel(ctx.table, ctx.space, topology, net.node_ops)
             cls = OpSearcher
         net.to(ctx.device)
-        if cfg.output_prior is not None:
-            set_output_prior(net, cfg.output_prior)
+        set_output_prior(net, cfg.output_prior)
         gen = torch.Generator().manual_seed(sampling_seed(cfg.seed, stage))
         searcher = cls(net, latency, cfg, stage_config(cfg, stage), ctx.loss_fn, gen, ctx.d)
         steps = stage_config(cfg, stage).epochs * max(len(ctx.train_loader), 1)
