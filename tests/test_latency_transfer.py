@@ -131,6 +131,17 @@ def test_a_table_from_another_cpu_is_named_once(tiny, base, tmp_path, caplog):
     assert not [r for r in caplog.records if "profile quick" in r.getMessage()]
 
 
+def test_a_table_from_another_onnxruntime_is_named_once(tiny, base, tmp_path, caplog):
+    path = write(LatencyTable(base.frame, dict(base.meta)), tmp_path / "t.csv", cpu_identity=machine.this_cpu(),
+                 onnxruntime="0.1")
+    with caplog.at_level(logging.WARNING):
+        LatencyTable.load(path, space=tiny)
+        LatencyTable.load(path, space=tiny)
+    said = [r.getMessage() for r in caplog.records if "onnxruntime 0.1" in r.getMessage()]
+    assert len(said) == 1 and f"this is {machine.ort_version()}" in said[0]
+    assert not [r for r in caplog.records if "profile quick" in r.getMessage()]  # this CPU's own table
+
+
 @pytest.fixture
 def fake_timing(monkeypatch, tiny, other_machine):
     from hnanas.latency import validate

@@ -5,7 +5,8 @@ tens of percent, so tables record :func:`hnanas.envinfo.cpu_identity` (vendor, f
 extensions). For the ``cpu`` device, :func:`hnanas.latency.table.default_table_path` prefers a table measured
 on this CPU with this onnxruntime: a full profile in the table folders, else the quick transfer
 (``hnanas profile quick``) cached per CPU under :func:`machine_tables_dir`. When it has to price with a table
-from another CPU, :func:`warn_other_machine` says so, once per table, with the command that fixes it.
+from another CPU, :func:`warn_other_machine` says so, once per table, with the command that fixes it
+(:func:`warn_other_runtime` likewise for another onnxruntime version).
 """
 
 from __future__ import annotations
@@ -66,14 +67,29 @@ def describe(meta: dict) -> str:
     return f"{meta.get('cpu_model', '?')} ({meta.get('cpu_identity') or 'CPU details not recorded'})"
 
 
+def _first_time(path: Path, what: str) -> bool:
+    """Whether ``what`` is being said of ``path`` for the first time in this process (then it is now)."""
+    key = f"{what}:{path}"
+    if key in _warned:
+        return False
+    _warned.add(key)
+    return True
+
+
+def warn_other_runtime(path: Path, meta: dict) -> None:
+    """Once per table and process: a table measured with another onnxruntime version may price differently."""
+    measured_with = meta.get("onnxruntime")
+    if measured_with and measured_with != ort_version() and _first_time(path, "onnxruntime"):
+        log.warning("warning: %s: measured with onnxruntime %s, this is %s; latencies may differ (re-measure with "
+                    "`hnanas profile` for this version's)", path, measured_with, ort_version())
+
+
 def warn_other_machine(path: Path, meta: dict) -> None:
     """Once per table and process: a ``cpu`` table measured on another CPU prices this one only roughly."""
     if meta.get("device") not in MACHINE_DEVICES or meta.get("cpu_identity") == this_cpu():
         return
-    key = str(path)
-    if key in _warned:
+    if not _first_time(path, "cpu"):
         return
-    _warned.add(key)
     space, threads = meta.get("space", "SPACE"), meta.get("threads", 1)
     log.warning("warning: %s was measured on %s; this machine is %s: its predictions can be off by tens of percent here. "
                 "Price this machine: hnanas profile quick --space %s --threads %s (a few minutes; or a full "

@@ -9,7 +9,6 @@ device is an error; another onnxruntime version is a warning.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from hnanas.nas.network import node_in_channels
 from hnanas.nas.space import SearchSpace
 from hnanas.shipped import in_checkout, shipped_dir, user_tables_dir
 
-log = logging.getLogger(__name__)
 FORMAT = "hnanas-latency-table/1"
 TABLES_DIR = shipped_dir("latency_tables")  # the shipped tables (the repository's folder in a checkout)
 
@@ -123,15 +121,7 @@ class LatencyTable:
             raise HnanasError(f"{path}: measured on device {meta.get('device')!r}, not {device!r}; pass a table of "
                               f"{device!r} or measure one: hnanas profile --latency-device {device}")
         machine.warn_other_machine(path, meta)
-        try:
-            import onnxruntime as ort
-
-            if meta.get("onnxruntime") and meta["onnxruntime"] != ort.__version__:
-                log.warning("warning: %s: measured with onnxruntime %s, this is %s; latencies may differ "
-                            "(re-measure with `hnanas profile` for this version's)", path, meta["onnxruntime"],
-                            ort.__version__)
-        except ImportError:  # pragma: no cover
-            pass
+        machine.warn_other_runtime(path, meta)
         return table
 
     def save(self, path: str | Path) -> Path:
