@@ -147,8 +147,9 @@ class Halving(Strategy):
             log.info("halving: time limit of %g min reached (%.1f min of candidates' training): %d of %d candidates "
                      "trained", h.time_limit_min, self.spent_s / 60, n_trained(), h.trials)
         best = self.best()
-        log.info("halving: best candidate %d of %d trained (score %.4f, %.2f ms predicted)", best.number,
-                 n_trained(), best.value, best.user_attrs["predicted_ms"])
+        log.info("halving: best of the %d trained candidates is trial %d (score %.4f, %.2f ms predicted; trial "
+                 "numbers count the draws outside the latency band too)", n_trained(), best.number, best.value,
+                 best.user_attrs["predicted_ms"])
         self.winner = self.rerank()
         return genotype_of(self.ctx.space, self.winner.params, name="searched")
 
