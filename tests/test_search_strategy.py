@@ -285,6 +285,24 @@ def test_halving_under_a_time_limit_starts_no_candidate_after_it_and_stops_the_o
         HalvingConfig(time_limit_min=0)
 
 
+def test_halving_out_of_draws_ends_with_the_candidates_it_trained(assets, tmp_path, monkeypatch, caplog):
+    import logging
+
+    import hnanas.search.halving as halving
+
+    monkeypatch.setattr(halving, "DRAWS_PER_TRIAL", 0.6)  # 3 draws for 5 trials: the 3 start-up candidates
+    with caplog.at_level(logging.WARNING):
+        run_search(_halving(assets), tmp_path / "d")
+    info = json.loads((tmp_path / "d" / "genotype.json").read_text())["info"]["halving"]
+    assert info["trained"] == 3 and info["out_of_draws"] is True and info["best_trial"] in (0, 1, 2)
+    said = [r.getMessage() for r in caplog.records if "candidates drawn" in r.getMessage()]
+    assert len(said) == 1 and "3 candidates drawn, only 3 of them" in said[0] and "ends with those" in said[0]
+    monkeypatch.setattr(halving, "DRAWS_PER_TRIAL", 0)  # nothing trained: nothing to end with, a clear error
+    with pytest.raises(ConfigError, match="0 candidates drawn, 0 of them new networks"):
+        run_search(_halving(assets), tmp_path / "e")
+    assert not (tmp_path / "e").exists()  # refused before any work: nothing left behind
+
+
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync-startup"])
 def test_halving_does_not_train_a_network_twice(assets, tmp_path, monkeypatch, sync):
     import optuna
