@@ -70,7 +70,8 @@ class HalvingConfig:
     # before a resume too) has taken this many minutes, and the one in training then stops after its epoch
     # unless no candidate has finished yet (it finishes, so there is a result); the finalists' extra runs come
     # after it. Fewer candidates on a slower machine, so another network: the result depends on the machine.
-    # None: no limit, the same search on every machine
+    # None: no limit, the same schedule on every machine (the result can still differ between CPU models: their
+    # kernels round differently, validation IoU curves drift apart and halving decides otherwise; docs/results.md)
     time_limit_min: float | None = None
 
     def __post_init__(self) -> None:
