@@ -23,17 +23,23 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hnanas.cli import TCMALLOC_PATHS
 from hnanas.envinfo import environment
 from hnanas.fileio import read_json, write_json
 
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+TCMALLOC = next((p for p in TCMALLOC_PATHS if os.path.exists(p)), None)  # where the hnanas command looks for it
+
+
+def entries(path: Path) -> list[dict]:
+    """The network entries of a comparison's networks.json."""
+    data = read_json(path)
+    return data["networks"] if isinstance(data, dict) else data
 
 
 def networks(path: Path) -> dict[str, dict]:
     """``{name: model}`` of a comparison's networks.json (the ``model_of`` form of search_vs_random); a genotype
     path that no longer resolves (a ledger copied under bench/data) is looked up in the file's genotypes/."""
-    data = read_json(path)
-    nets = data["networks"] if isinstance(data, dict) else data
+    nets = entries(path)
 
     def genotype(g: str) -> str:
         return g if Path(g).is_file() else str(path.parent / "genotypes" / Path(g).name)
@@ -109,17 +115,16 @@ def main() -> None:
     if lost:
         raise SystemExit(f"latency_repeat: {args.networks}: genotype {lost[0]} not found (paths are relative to the "
                          f"folder the comparison ran in: run this from there)")
-    allocators = ["libc", "tcmalloc"] if os.path.exists(TCMALLOC) else ["libc"]
+    allocators = ["libc", "tcmalloc"] if TCMALLOC else ["libc"]
     if len(allocators) == 1:
-        print(f"latency_repeat: {TCMALLOC} not installed: timing with glibc's allocator only", file=sys.stderr)
+        print(f"latency_repeat: tcmalloc not installed (none of {', '.join(TCMALLOC_PATHS)}): timing with glibc's "
+              f"allocator only", file=sys.stderr)
     runs: dict[str, list[dict[str, float]]] = {a: [] for a in allocators}
     for i in range(args.processes):
         for alloc in allocators:
             runs[alloc].append(run_process(args.networks, alloc))
             print(f"process {i + 1}/{args.processes} ({alloc}) done", flush=True)
-    data = read_json(args.networks)
-    nets = data["networks"] if isinstance(data, dict) else data
-    rows = summary(runs, {n["name"]: n.get("predicted_ms") for n in nets})
+    rows = summary(runs, {n["name"]: n.get("predicted_ms") for n in entries(args.networks)})
     print(table(rows, allocators))
     if "tcmalloc" in allocators:
         print(f"median tcmalloc / libc over networks: "
