@@ -125,7 +125,10 @@ def plan_networks(args: argparse.Namespace, search: Path) -> list[dict]:
         target = args.at_ms
     space_ref = cfg.space
     folder = args.out / "genotypes"
-    nets = [{"name": "searched", "role": "searched", "genotype": str(search / "genotype.json"), "space": space_ref,
+    # a copy beside the random ones, so that the ledger keeps the network compared when the search folder is
+    # elsewhere (--search runs/demo) and the plan holds whatever becomes of that folder
+    searched.save(folder / "searched.json", {"predicted_latency_ms": predicted, "search": str(search)})
+    nets = [{"name": "searched", "role": "searched", "genotype": str(folder / "searched.json"), "space": space_ref,
              "predicted_ms": predicted, "nodes": len(searched.nodes)}]
     if not args.no_ablation:
         if not (search / "stage1_genotype.json").exists():
@@ -247,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output-prior", type=float, default=None, metavar="P",
                    help="start every retrain and every candidate of the search made here predicting P everywhere "
                         "(train.output_prior, output_prior: the logits' bias; default: p = 0.5)")
+    p.add_argument("--select-threshold", action="store_true",
+                   help="every retrain chooses its decision threshold on its validation subset "
+                        "(train.select_threshold) and is scored at it, instead of at 0.5")
     p.add_argument("--jobs", type=int, default=2, help="retrains at a time, one thread each (default 2)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/search_vs_random"))
     p.add_argument("--record", type=Path, default=None, help="also copy the summary JSON here (bench/data/...)")
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         ledger.save()
     budget = Budget(epochs=args.epochs, crop=args.crop, batch_size=args.batch_size, precision=args.precision,
                     threads=1 if args.jobs > 1 else None, measure_latency=False, warmup_epochs=args.lr_warmup,
-                    output_prior=args.output_prior)
+                    output_prior=args.output_prior, select_threshold=args.select_threshold)
     data = {"dataset": args.dataset, "split": args.split, "data_root": args.data_root}
     # every network's first seed, then the next seeds, the (slow) baselines last: partial results stay usable
     order = sorted(((net["role"] == "baseline", seed_rank, net["name"], net, seed) for net in nets
@@ -312,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
               "search_seconds": search_seconds(search), "prior": PRIOR,
               "budget": {"epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size, "preset": "quick",
                          "precision": args.precision, "lr_warmup_epochs": args.lr_warmup,
-                         "output_prior": args.output_prior, "seeds": args.seeds,
+                         "output_prior": args.output_prior, "select_threshold": args.select_threshold,
+                         "seeds": args.seeds,
                          "baseline_seeds": args.baseline_seeds,
                          "jobs": args.jobs, "checkpoint": "best validation IoU, every epoch, whole subset"},
               "dataset": args.dataset, "split": args.split, "k": args.k, "tol": args.tol,

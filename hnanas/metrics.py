@@ -21,6 +21,10 @@ all four metrics. The counts behind every fraction are returned too, so results 
 :func:`pixel_average_precision` needs no threshold: the average precision of target pixels ranked by probability
 over all pixels of the images. It tells networks apart before any pixel passes 0.5 (early in training, where the
 IoU of every candidate is still 0).
+
+:func:`iou_by_threshold` and :func:`choose_threshold` pick a decision threshold on validation images (the retrain's
+``train.select_threshold``): a network can separate targets well yet never pass 0.5 -- e.g. when every weight of
+its 1x1 head turned negative on ReLU features, its probabilities are capped at sigmoid(bias) < 0.5.
 """
 
 from __future__ import annotations
@@ -232,6 +236,37 @@ def pixel_average_precision(probabilities: Iterable[Any], masks: Iterable[Any]) 
     tp = np.cumsum(labels)[last]
     precision, recall = tp / (last + 1), tp / positives
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+# the decision thresholds a validation may choose among (train.select_threshold): 0.05, 0.10, ..., 0.95
+THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+def iou_by_threshold(probabilities: Iterable[Any], masks: Iterable[Any],
+                     thresholds: Iterable[float] = THRESHOLD_GRID) -> dict[float, float]:
+    """The dataset-level IoU (as :class:`IRSTMetrics`: summed intersections / summed unions, ``> t``) of the
+    paired images at every threshold ``t``; 1.0 where nothing is predicted on images without targets."""
+    scores = np.concatenate([np.asarray(p, dtype=np.float32).ravel() for p in probabilities])
+    labels = np.concatenate([_as_bool_mask(m).ravel() for m in masks])
+    if scores.shape != labels.shape:
+        raise ValueError(f"{scores.size} probabilities but {labels.size} mask pixels")
+    on_target, n_target = np.sort(scores[labels]), int(labels.sum())
+    on_background = np.sort(scores[~labels])
+    result = {}
+    for t in thresholds:
+        tp = on_target.size - int(np.searchsorted(on_target, t, side="right"))
+        fp = on_background.size - int(np.searchsorted(on_background, t, side="right"))
+        union = n_target + fp
+        result[float(t)] = tp / union if union else 1.0
+    return result
+
+
+def choose_threshold(ious: Mapping[float, float], default: float = 0.5) -> float:
+    """The threshold with the best IoU (ties: the one nearest ``default``); ``default`` when no IoU is above 0."""
+    best = max(ious.values(), default=0.0)
+    if not best > 0:
+        return default
+    return min((t for t, v in ious.items() if v == best), key=lambda t: (abs(t - default), t))
 
 
 def compute_metrics(predictions: Iterable[Any], masks: Iterable[Any], *, threshold: float = 0.5,

@@ -54,6 +54,10 @@ def test_search_vs_random_plans_retrains_measures_and_judges(search_run, capsys)
     target = plan["target_ms"]
     roles = [n["role"] for n in plan["networks"]]
     assert roles == ["searched", "ablation", "random", "random"]
+    # the searched network is copied beside the random ones, so the ledger keeps it whatever becomes of the search
+    assert plan["networks"][0]["genotype"] == str(out / "genotypes" / "searched.json")
+    assert (load_genotype(ledger / "genotypes" / "searched.json", space).nodes
+            == load_genotype(out / "search" / "genotype.json", space).nodes)
     for n in plan["networks"]:
         if n["role"] == "random":  # within the band, by the same table
             assert abs(n["predicted_ms"] - target) <= 0.05 * target

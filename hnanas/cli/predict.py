@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("--model", required=True, metavar="RUN|best.pt|model.onnx", help="the network to run")
     p.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="probability above which a pixel is target (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability above which a pixel is target (default: the threshold the model's retrain "
+                        "chose on validation (--select-threshold), else 0.5)")
     p.add_argument("--overlay", action="store_true", help="also write OUT/overlays/<name>.png")
     p.add_argument("--torch-device", dest="device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="torch device for a checkpoint; cuda runs an .onnx model on the CUDA provider "
@@ -42,13 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from hnanas.errors import HnanasError
+    from hnanas.pipeline.evaluation import resolve_threshold
     from hnanas.predict import expand_inputs, load_model, predict_images
 
     if args.batch < 1:
         raise HnanasError(f"predict: --batch must be at least 1, got {args.batch}")
     inputs = expand_inputs(args.inputs)
     model = load_model(args.model, device=args.device, batch=args.batch)
-    result = predict_images(model, inputs, args.out, threshold=args.threshold, with_overlay=args.overlay,
+    threshold = resolve_threshold(args.threshold, model.source, "predict")
+    result = predict_images(model, inputs, args.out, threshold=threshold, with_overlay=args.overlay,
                             strict=args.strict)
     rate = result.images / result.seconds if result.seconds > 0 else float("inf")
     print(f"predicted {result.images} image(s) with {model.source} ({model.kind}): {result.targets} target(s) "

@@ -52,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="train path: fp32 (NCHW float32, bit-for-bit reruns), fp32-cl (channels_last), bf16 "
                         "(autocast; for CPUs with AMX/AVX512-BF16 and GPUs), auto (default: the faster of fp32 and "
                         "fp32-cl on this machine, timed on the first batch)")
+    p.add_argument("--select-threshold", action="store_true", default=None,
+                   help="choose the decision threshold (0.05..0.95) with the best IoU on the validation subset at "
+                        "every validation, instead of 0.5; it picks the checkpoint, scores the test set and is "
+                        "stored with the model for predict/evaluate (metrics.json keeps the 0.5 figures too)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/retrain)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.set_defaults(func=run_retrain)
@@ -61,7 +65,7 @@ def _changes(args: argparse.Namespace) -> dict:
     return {**dataset_changes(args), "data.crop_size": args.crop_size, "train.epochs": args.epochs,
             "train.seed": args.seed, "train.batch_size": args.batch_size, "train.device": args.device,
             "train.threads": args.threads, "train.precision": args.precision, "optim.lr": args.lr,
-            "optim.name": args.optimizer}
+            "optim.name": args.optimizer, "train.select_threshold": args.select_threshold}
 
 
 def run_retrain(args: argparse.Namespace) -> int:

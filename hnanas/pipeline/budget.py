@@ -44,6 +44,7 @@ class Budget:
     measure_latency: bool = True  # time each export with ONNX Runtime (cpu, 1 thread) at the end of its retrain
     warmup_epochs: float = 0.0  # linear lr warm-up over the first epochs (optim.warmup_epochs); 0: the preset's
     output_prior: float | None = None  # the logits' initial probability (train.output_prior); None: the preset's
+    select_threshold: bool = False  # choose the decision threshold on validation (train.select_threshold)
 
 
 def budget_config(budget: Budget, model: Mapping, data: Mapping, seed: int) -> RetrainConfig:
@@ -59,6 +60,8 @@ def budget_config(budget: Budget, model: Mapping, data: Mapping, seed: int) -> R
         changes["optim.warmup_epochs"] = budget.warmup_epochs
     if budget.output_prior is not None:
         changes["train.output_prior"] = budget.output_prior
+    if budget.select_threshold:
+        changes["train.select_threshold"] = True
     return build_config(budget.preset, model, changes=changes)
 
 

@@ -116,6 +116,36 @@ def onnx_input_norm(session) -> tuple[float, float] | None:
     return float(mean), float(std)
 
 
+def model_threshold(path: str | Path) -> float | None:
+    """The decision threshold a retrain chose on its validation subset and stored with the model
+    (``train.select_threshold``: ``best.pt``'s ``best.threshold``, ``model.onnx``'s ``hnanas.threshold``);
+    None for a model without one (use 0.5, the field's protocol)."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        import onnx  # imported here: scoring PNG folders starts without it
+
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return float(meta["hnanas.threshold"]) if "hnanas.threshold" in meta else None
+    from hnanas.runs import load_checkpoint  # torch: imported here, as for _torch_predictions
+
+    state = load_checkpoint(path)
+    chosen = state.get("config", {}).get("train", {}).get("select_threshold")
+    return float(state["best"]["threshold"]) if chosen and "threshold" in state.get("best", {}) else None
+
+
+def resolve_threshold(given: float | None, model_path: str | Path, command: str) -> float:
+    """``--threshold`` when given, else the model's own (:func:`model_threshold`, said in the log), else 0.5."""
+    if given is not None:
+        if not 0.0 <= given < 1.0:
+            raise HnanasError(f"{command}: --threshold must be in [0, 1), got {given}")
+        return given
+    own = model_threshold(model_path)
+    if own is not None:
+        log.info("threshold %g: chosen on the validation subset by %s's retrain (--threshold overrides it)", own,
+                 model_path)
+    return 0.5 if own is None else own
+
+
 def onnx_model(path: str | Path, device: str = "cpu"):
     """``(session, probability)``: an ONNX Runtime session of an exported model and the function that runs it on
     one raw image (float32 HxW, 0..255; padded at the bottom/right to a multiple of 32, or to the model's fixed

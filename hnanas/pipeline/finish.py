@@ -57,15 +57,20 @@ def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.
     input_norm = chosen["input_norm"]
     t = cfg.train
     test_loader = eval_loader(data.test, t.num_workers)
-    log.info("testing the checkpoint of epoch %s on %d test images", best.get("epoch"), len(data.test))
-    test = evaluate(model, test_loader, threshold=t.threshold, desc="test")
+    # the threshold chosen on the validation subset with the checkpoint (train.select_threshold), else the config's
+    threshold = float(best.get("threshold", t.threshold)) if t.select_threshold else t.threshold
+    log.info("testing the checkpoint of epoch %s on %d test images (threshold %g%s)", best.get("epoch"),
+             len(data.test), threshold, ", chosen on the validation subset" if t.select_threshold else "")
+    test = evaluate(model, test_loader, threshold=threshold, desc="test")
+    fixed = evaluate(model, test_loader, threshold=t.threshold, desc="test") if threshold != t.threshold else test
 
     images = next(iter(eval_loader(Subset(data.test, [0]))))[0]
     deploy = reparameterize_checked(model, images)
     net = deploy_network(deploy, input_norm)
     raw = images * input_norm[1] + input_norm[0]
     h, w = deploy_size(spec)
-    meta = onnx_metadata(spec, input_norm, {"hnanas.trained_on": f"{data.index.name}:{data.split.name}"})
+    meta = onnx_metadata(spec, input_norm, {"hnanas.trained_on": f"{data.index.name}:{data.split.name}",
+                                            **({"hnanas.threshold": repr(threshold)} if t.select_threshold else {})})
     export_checked(net, raw, meta, dynamic=True, path=run.file("model.onnx"))
     size = cfg.latency.size or [h, w]
     static = export_checked(net, torch.rand(1, 1, size[0], size[1], generator=torch.Generator().manual_seed(0)) * 255,
@@ -79,7 +84,10 @@ def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.
     metrics.update({
         "split": data.split.name, "dataset": data.index.name, "epochs": t.epochs, "n_images": test["n_images"],
         "val_iou": best.get("val_iou"), "best_epoch": best.get("epoch"), "val_images": best.get("val_images"),
-        "threshold": t.threshold, "model": spec_name(spec), "params": count_params(deploy),
+        "threshold": threshold, "threshold_from": "validation" if t.select_threshold else "config",
+        # the field's fixed-threshold protocol (train.threshold), whatever threshold was chosen
+        "at_config_threshold": {"threshold": t.threshold, **{k: fixed[k] for k in ("iou", "niou", "pd", "fa")}},
+        "model": spec_name(spec), "params": count_params(deploy),
         "macs": count_macs(deploy, (1, 1, h, w)), "macs_size": [h, w],
         "training": _training_budget(run, cfg, steps_per_epoch, chosen.get("train_path", "fp32")),
         "counts": {k: test[k] for k in ("n_targets", "n_detected", "n_pred_components", "fa_pixels",
@@ -88,7 +96,7 @@ def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.
     write_json(run.file("metrics.json"), json_safe(metrics))
 
     if t.figure_images:
-        _draw(run, model, data, t.figure_images, t.threshold, spec)
+        _draw(run, model, data, t.figure_images, threshold, spec)
     summary = _summary(run, spec, metrics, latency)
     run.note(summary)
     return RetrainResult(run.path, metrics, latency, summary)
@@ -114,6 +122,9 @@ def _summary(run: RunDir, spec: dict, m: dict, latency: dict) -> str:
                                                          if v.get("predicted_ms") is not None else "")
                     for d, v in latency.items())
     return (f"retrain {spec_name(spec)}: test IoU {pct(m['iou'])} nIoU {pct(m['niou'])} Pd {pct(m['pd'])} "
-            f"Fa {1e6 * m['fa']:.2f}e-6 on {m['dataset']} {m['split']} ({m['n_images']} images); val IoU "
+            f"Fa {1e6 * m['fa']:.2f}e-6 on {m['dataset']} {m['split']} ({m['n_images']} images)"
+            + (f" at threshold {m['threshold']:g} chosen on validation (IoU {pct(m['at_config_threshold']['iou'])} "
+               f"at {m['at_config_threshold']['threshold']:g})" if m.get("threshold_from") == "validation" else "")
+            + f"; val IoU "
             f"{pct(m['val_iou'])} at epoch {m['best_epoch']}/{m['epochs']}; {lat or 'no latency measured'}; "
             f"{np.round(m['training']['seconds'] / 60, 1)} min training -> {run.path}")

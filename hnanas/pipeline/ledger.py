@@ -89,7 +89,7 @@ def same_budget(mine: Mapping, theirs: Mapping) -> bool:
 def reuse_retrains(other: Path, jobs: Sequence[tuple], genotypes: Mapping[str, Genotype], space: SearchSpace,
                    genotype_files: Mapping[str, str] | None = None) -> tuple[list[Path], list[Path]]:
     """Copy ``other`` ledger's finished retrains into the jobs' folders where the network is the same (its
-    genotype, by name, equals ``other/genotypes/<name>.json``, or ``other/<genotype_files[name]>``) and so are
+    genotype, by name, equals ``other/<genotype_files[name]>``, else ``other/genotypes/<name>.json``) and so are
     budget, data and seed
     (:func:`same_budget`); a folder that already holds a retrain of its own, finished or begun, is left alone.
     ``jobs``: (RetrainConfig, OUT/nets/<name>/seed<k>). Returns (the folders filled now, every folder holding
@@ -98,6 +98,8 @@ def reuse_retrains(other: Path, jobs: Sequence[tuple], genotypes: Mapping[str, G
     for cfg, out in jobs:
         name, theirs = out.parent.name, other / "nets" / out.parent.name / out.name
         mine, kept = genotypes.get(name), other / (genotype_files or {}).get(name, f"genotypes/{name}.json")
+        if not kept.is_file():  # a ledger whose plan copied every genotype, the searched one too
+            kept = other / "genotypes" / f"{name}.json"
         if mine is None or not kept.is_file() or not all((theirs / f).is_file() for f in RETRAIN_FILES):
             continue
         if load_genotype(kept, space).nodes != mine.nodes:

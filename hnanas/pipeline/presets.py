@@ -70,6 +70,11 @@ class TrainConfig:
     val_every: int = 10  # evaluate on the validation subset every N epochs, and after the last epoch
     val_max_images: int | None = None  # validate on the first N validation images only; None: all of them
     threshold: float = 0.5  # probability above which a pixel is target, for every metric
+    # choose the threshold on the validation subset instead (at every validation: the one of 0.05, 0.10, ..., 0.95
+    # with the best IoU, ties nearest `threshold`), used for the checkpoint choice, the test metrics, the figure
+    # and stored with the model (best.pt, model.onnx) for `predict` and `evaluate`; metrics.json also keeps the
+    # test metrics at `threshold` (the field's fixed-0.5 protocol)
+    select_threshold: bool = False
     seed: int = 0  # seed of weight initialisation, data order and augmentation
     # start predicting this probability everywhere (the logits' bias, hnanas.nas.models.set_output_prior); None:
     # the layers' default initialisation (p = 0.5 on every pixel)

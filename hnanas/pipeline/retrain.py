@@ -115,7 +115,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
         steps_per_epoch = len(loader)
         scheduler = build_scheduler(optimizer, cfg.optim.scheduler, t.epochs * steps_per_epoch, cfg.optim.min_lr,
                                     warmup=round(cfg.optim.warmup_epochs * steps_per_epoch))
-        csv_log = run.csv_log("retrain_log.csv", LOG_FIELDS)
+        csv_log = run.csv_log("retrain_log.csv", LOG_FIELDS + (("val_threshold",) if t.select_threshold else ()))
 
         start, best = 0, {"epoch": None, "val_iou": None}
         state = run.load_checkpoint("last.pt") if run.resumed and run.has_checkpoint("last.pt") else None
@@ -161,11 +161,15 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
                    "lr": stats["lr"], "seconds": stats["seconds"]}
             last = epoch + 1 == t.epochs
             if val_loader is not None and ((epoch + 1) % t.val_every == 0 or last):
-                vm = evaluate(model, val_loader, threshold=t.threshold, loss_fn=loss_fn, desc="validate")
+                vm = evaluate(model, val_loader, threshold=t.threshold, loss_fn=loss_fn, desc="validate",
+                              select_threshold=t.select_threshold)
                 row.update({f"val_{k}": vm[k] for k in ("loss", "iou", "niou", "pd", "fa")})
+                if t.select_threshold:
+                    row["val_threshold"] = vm["threshold"]
                 if best["val_iou"] is None or vm["iou"] > best["val_iou"]:
                     best = {"epoch": epoch + 1, "val_iou": vm["iou"], "val_niou": vm["niou"], "val_pd": vm["pd"],
-                            "val_fa": vm["fa"], "val_images": vm["n_images"]}
+                            "val_fa": vm["fa"], "val_images": vm["n_images"],
+                            "threshold": vm.get("threshold", t.threshold)}
                     run.save_checkpoint(checkpoint(epoch + 1), "best.pt")
             elif val_loader is None and last:  # nothing to choose with: the last epoch is the result
                 best = {"epoch": epoch + 1, "val_iou": None}
@@ -175,7 +179,8 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
             csv_log.append(row)
             shown["loss"] = f"{stats['loss']:.4f}"
             shown["said"] = (f"epoch {epoch + 1}/{t.epochs}: loss {stats['loss']:.4f}, lr {stats['lr']:.3g}"
-                             + (f", val IoU {row['val_iou']:.4f}" if "val_iou" in row else ""))
+                             + (f", val IoU {row['val_iou']:.4f}" if "val_iou" in row else "")
+                             + (f" at threshold {row['val_threshold']:g}" if "val_threshold" in row else ""))
             return entries(epoch + 1)
 
         def save(epoch: int, state: dict) -> None:

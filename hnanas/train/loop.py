@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from hnanas.errors import HnanasError
-from hnanas.metrics import IRSTMetrics, pixel_average_precision
+from hnanas.metrics import (IRSTMetrics, choose_threshold, compute_metrics, iou_by_threshold,
+                            pixel_average_precision)
 from hnanas.nas.models import main_output
 from hnanas.progress import progress
 from hnanas.train.fastpath import FP32, TrainPath, forward_loss
@@ -119,12 +120,15 @@ def _total_batches(loader: Iterable, max_batches: int | None) -> int | None:
 
 def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | None = None, threshold: float = 0.5,
              loss_fn: Callable | None = None, max_batches: int | None = None, desc: str = "",
-             average_precision: bool = False) -> dict:
+             average_precision: bool = False, select_threshold: bool = False) -> dict:
     """IoU, nIoU, Pd, Fa over the images of ``loader`` (at most ``max_batches`` batches).
 
     Returns :meth:`hnanas.metrics.IRSTMetrics.compute`'s dict (``iou``, ``niou``, ``pd``, ``fa``, ``n_images``
     and counts), plus ``loss`` (mean over images, each on its true size) when ``loss_fn`` is given and ``ap``
-    (:func:`hnanas.metrics.pixel_average_precision`, threshold-free) when ``average_precision`` is true.
+    (:func:`hnanas.metrics.pixel_average_precision`, threshold-free) when ``average_precision`` is true. With
+    ``select_threshold`` the metrics are those at the threshold of :data:`hnanas.metrics.THRESHOLD_GRID` with the
+    best IoU on these images (:func:`hnanas.metrics.choose_threshold`; ``threshold`` when none is above 0),
+    returned as ``threshold``.
     """
     metrics = IRSTMetrics(threshold)
     losses: list[float] = []
@@ -136,12 +140,17 @@ def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | Non
             losses.append(float(loss_fn(logits[None], mask[None])))
         prob, gt = torch.sigmoid(logits)[0].numpy(), mask[0].numpy() > 0.5
         metrics.update(prob, gt)
-        if average_precision:
+        if average_precision or select_threshold:
             kept[0].append(prob)
             kept[1].append(gt)
     if metrics.n_images == 0:
         raise HnanasError(f"{desc or 'evaluation'}: no images to evaluate (empty split or validation subset)")
     result = metrics.compute()
+    if select_threshold:
+        chosen = choose_threshold(iou_by_threshold(*kept), default=threshold)
+        if chosen != threshold:
+            result = compute_metrics(*kept, threshold=chosen)
+        result["threshold"] = chosen
     if loss_fn is not None:
         result["loss"] = float(np.mean(losses))
     if average_precision:
