@@ -246,7 +246,7 @@ def iou_by_threshold(probabilities: Iterable[Any], masks: Iterable[Any],
                      thresholds: Iterable[float] = THRESHOLD_GRID) -> dict[float, float]:
     """The dataset-level IoU (as :class:`IRSTMetrics`: summed intersections / summed unions, ``> t``) of the
     paired images at every threshold ``t``; 1.0 where nothing is predicted on images without targets."""
-    scores = np.concatenate([np.asarray(p, dtype=np.float32).ravel() for p in probabilities])
+    scores = np.concatenate([np.asarray(p).ravel() for p in probabilities])
     labels = np.concatenate([_as_bool_mask(m).ravel() for m in masks])
     if scores.shape != labels.shape:
         raise ValueError(f"{scores.size} probabilities but {labels.size} mask pixels")
@@ -254,8 +254,10 @@ def iou_by_threshold(probabilities: Iterable[Any], masks: Iterable[Any],
     on_background = np.sort(scores[~labels])
     result = {}
     for t in thresholds:
-        tp = on_target.size - int(np.searchsorted(on_target, t, side="right"))
-        fp = on_background.size - int(np.searchsorted(on_background, t, side="right"))
+        # t in the maps' dtype, as `prob > t` compares (NumPy 2: a Python float takes a float32 array's type)
+        cut = scores.dtype.type(t)
+        tp = on_target.size - int(np.searchsorted(on_target, cut, side="right"))
+        fp = on_background.size - int(np.searchsorted(on_background, cut, side="right"))
         union = n_target + fp
         result[float(t)] = tp / union if union else 1.0
     return result

@@ -26,6 +26,11 @@ def test_iou_by_threshold_equals_the_metrics_at_each_threshold():
         assert iou == pytest.approx(compute_metrics(probs, masks, threshold=t)["iou"], abs=1e-12)
     # a value exactly at the threshold is not target (strictly greater, as the metrics)
     assert iou_by_threshold([np.array([[0.5, 0.6]], np.float32)], [np.array([[1, 1]])], [0.5]) == {0.5: 0.5}
+    # float32 values next to a threshold fall on the side the metrics put them
+    near = [np.array([[0.05, 0.3, 0.7]], np.float32)]
+    gt = [np.array([[1, 0, 1]])]
+    for t in (0.05, 0.3, 0.7):
+        assert iou_by_threshold(near, gt, [t])[t] == compute_metrics(near, gt, threshold=t)["iou"]
 
 
 def test_choose_threshold_takes_the_best_iou_ties_nearest_the_default_and_the_default_when_all_are_zero():
