@@ -58,9 +58,11 @@ def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.
     t = cfg.train
     test_loader = eval_loader(data.test, t.num_workers)
     # the threshold chosen on the validation subset with the checkpoint (train.select_threshold), else the config's
-    threshold = float(best.get("threshold", t.threshold)) if t.select_threshold else t.threshold
+    # (also when there was no validation subset to choose on)
+    chosen_on_val = t.select_threshold and "threshold" in best
+    threshold = float(best["threshold"]) if chosen_on_val else t.threshold
     log.info("testing the checkpoint of epoch %s on %d test images (threshold %g%s)", best.get("epoch"),
-             len(data.test), threshold, ", chosen on the validation subset" if t.select_threshold else "")
+             len(data.test), threshold, ", chosen on the validation subset" if chosen_on_val else "")
     test = evaluate(model, test_loader, threshold=threshold, desc="test")
     fixed = evaluate(model, test_loader, threshold=t.threshold, desc="test") if threshold != t.threshold else test
 
@@ -70,7 +72,7 @@ def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.
     raw = images * input_norm[1] + input_norm[0]
     h, w = deploy_size(spec)
     meta = onnx_metadata(spec, input_norm, {"hnanas.trained_on": f"{data.index.name}:{data.split.name}",
-                                            **({"hnanas.threshold": repr(threshold)} if t.select_threshold else {})})
+                                            **({"hnanas.threshold": repr(threshold)} if chosen_on_val else {})})
     export_checked(net, raw, meta, dynamic=True, path=run.file("model.onnx"))
     size = cfg.latency.size or [h, w]
     static = export_checked(net, torch.rand(1, 1, size[0], size[1], generator=torch.Generator().manual_seed(0)) * 255,
@@ -84,7 +86,7 @@ def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.
     metrics.update({
         "split": data.split.name, "dataset": data.index.name, "epochs": t.epochs, "n_images": test["n_images"],
         "val_iou": best.get("val_iou"), "best_epoch": best.get("epoch"), "val_images": best.get("val_images"),
-        "threshold": threshold, "threshold_from": "validation" if t.select_threshold else "config",
+        "threshold": threshold, "threshold_from": "validation" if chosen_on_val else "config",
         # the field's fixed-threshold protocol (train.threshold), whatever threshold was chosen
         "at_config_threshold": {"threshold": t.threshold, **{k: fixed[k] for k in ("iou", "niou", "pd", "fa")}},
         "model": spec_name(spec), "params": count_params(deploy),
