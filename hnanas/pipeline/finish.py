@@ -63,8 +63,9 @@ def finish_retrain(run: RunDir, cfg: RetrainConfig, spec: dict, model: torch.nn.
     threshold = float(best["threshold"]) if chosen_on_val else t.threshold
     log.info("testing the checkpoint of epoch %s on %d test images (threshold %g%s)", best.get("epoch"),
              len(data.test), threshold, ", chosen on the validation subset" if chosen_on_val else "")
-    test = evaluate(model, test_loader, threshold=threshold, desc="test")
-    fixed = evaluate(model, test_loader, threshold=t.threshold, desc="test") if threshold != t.threshold else test
+    test = evaluate(model, test_loader, threshold=threshold, desc="test",
+                    also_at=t.threshold if threshold != t.threshold else None)  # one pass for both
+    fixed = test.get("also_at", test)
 
     images = next(iter(eval_loader(Subset(data.test, [0]))))[0]
     deploy = reparameterize_checked(model, images)

@@ -120,7 +120,8 @@ def _total_batches(loader: Iterable, max_batches: int | None) -> int | None:
 
 def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | None = None, threshold: float = 0.5,
              loss_fn: Callable | None = None, max_batches: int | None = None, desc: str = "",
-             average_precision: bool = False, select_threshold: bool = False) -> dict:
+             average_precision: bool = False, select_threshold: bool = False, also_at: float | None = None
+             ) -> dict:
     """IoU, nIoU, Pd, Fa over the images of ``loader`` (at most ``max_batches`` batches).
 
     Returns :meth:`hnanas.metrics.IRSTMetrics.compute`'s dict (``iou``, ``niou``, ``pd``, ``fa``, ``n_images``
@@ -128,9 +129,10 @@ def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | Non
     (:func:`hnanas.metrics.pixel_average_precision`, threshold-free) when ``average_precision`` is true. With
     ``select_threshold`` the metrics are those at the threshold of :data:`hnanas.metrics.THRESHOLD_GRID` with the
     best IoU on these images (:func:`hnanas.metrics.choose_threshold`; ``threshold`` when none is above 0),
-    returned as ``threshold``.
+    returned as ``threshold``. ``also_at``: the metrics at that threshold too, from the same pass, as ``also_at``.
     """
     metrics = IRSTMetrics(threshold)
+    extra = IRSTMetrics(also_at) if also_at is not None else None
     losses: list[float] = []
     kept: tuple[list, list] = ([], [])
     outputs = _cropped_outputs(model, loader, forward or _default_forward, max_batches, desc,
@@ -140,6 +142,8 @@ def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | Non
             losses.append(float(loss_fn(logits[None], mask[None])))
         prob, gt = torch.sigmoid(logits)[0].numpy(), mask[0].numpy() > 0.5
         metrics.update(prob, gt)
+        if extra is not None:
+            extra.update(prob, gt)
         if average_precision or select_threshold:
             kept[0].append(prob)
             kept[1].append(gt)
@@ -151,6 +155,8 @@ def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | Non
         if chosen != threshold:
             result = compute_metrics(*kept, threshold=chosen)
         result["threshold"] = chosen
+    if extra is not None:
+        result["also_at"] = extra.compute()
     if loss_fn is not None:
         result["loss"] = float(np.mean(losses))
     if average_precision:
