@@ -37,7 +37,8 @@ from hnanas.train.epochs import RETRAIN_KEYS, Trainee, run_epochs
 from hnanas.train.fastpath import choose_path, path_named
 from hnanas.train.loaders import EpochSampler, eval_loader
 from hnanas.train.loop import evaluate, train_epoch
-from hnanas.train.optim import build_optimizer, build_scheduler, build_train_loss, resolve_device, set_seed
+from hnanas.train.optim import (build_optimizer, build_scheduler, build_train_loss, resolve_device, set_seed,
+                                warmup_steps)
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
         optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay)
         steps_per_epoch = len(loader)
         scheduler = build_scheduler(optimizer, cfg.optim.scheduler, t.epochs * steps_per_epoch, cfg.optim.min_lr,
-                                    warmup=round(cfg.optim.warmup_epochs * steps_per_epoch))
+                                    warmup=warmup_steps(cfg.optim.warmup_epochs, steps_per_epoch))
         csv_log = run.csv_log("retrain_log.csv", LOG_FIELDS + (("val_threshold",) if t.select_threshold else ()))
 
         start, best = 0, {"epoch": None, "val_iou": None}

@@ -16,7 +16,7 @@ from hnanas.search.objective import search_loss
 from hnanas.search.signals import AP_SIGNALS, accuracy_signal
 from hnanas.train.fastpath import path_named
 from hnanas.train.loop import evaluate, train_epoch
-from hnanas.train.optim import build_optimizer, build_scheduler
+from hnanas.train.optim import build_optimizer, build_scheduler, warmup_steps
 
 RUN_SEED_STRIDE = 7919  # the torch seed of a finalist's run k is the search's seed + k x this: not another search's
 
@@ -37,7 +37,7 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
     opt = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     steps = len(ctx.train_loader)
     sched = build_scheduler(opt, "cosine", epochs * steps, min(h.min_lr, cfg.lr),
-                            warmup=round(cfg.lr_warmup_epochs * steps))
+                            warmup=warmup_steps(cfg.lr_warmup_epochs, steps))
     best_iou = 0.0
     for epoch in range(1, epochs + 1):
         ctx.set_train_epoch(run * epochs + epoch - 1)

@@ -31,7 +31,7 @@ from hnanas.search.supernet import OpSupernet, TopologySupernet, edge_gates
 from hnanas.train.epochs import SEARCH_KEYS, Trainee, run_epochs
 from hnanas.train.fastpath import FP32, TrainPath, choose_path, path_named
 from hnanas.train.loop import evaluate, train_epoch
-from hnanas.train.optim import build_optimizer, build_scheduler
+from hnanas.train.optim import build_optimizer, build_scheduler, warmup_steps
 
 log = logging.getLogger("hnanas.search")
 STATE = "search_state.pt"
@@ -164,7 +164,7 @@ class TwoStage(Strategy):
         steps = stage_config(cfg, stage).epochs * max(len(ctx.train_loader), 1)
         opt = build_optimizer(net.weight_parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
         sched = build_scheduler(opt, "cosine", steps, min_lr=min(1e-5, cfg.lr),
-                                warmup=round(cfg.lr_warmup_epochs * max(len(ctx.train_loader), 1)))
+                                warmup=warmup_steps(cfg.lr_warmup_epochs, len(ctx.train_loader)))
         return net, searcher, dd.AveragingOptimizer(opt, ctx.d), sched
 
     def derived_forward(self, searcher):

@@ -94,6 +94,12 @@ class _Cosine:
         return _warm(step, self.warmup) * (self.floor + (1.0 - self.floor) * 0.5 * (1.0 + float(np.cos(np.pi * t))))
 
 
+def warmup_steps(epochs: float, steps_per_epoch: int) -> int:
+    """The scheduler steps of a warm-up over ``epochs`` (fractions allowed) at ``steps_per_epoch`` batches an
+    epoch (at least one, so an empty loader counts as one step an epoch)."""
+    return round(epochs * max(int(steps_per_epoch), 1))
+
+
 def _warm(step: int, warmup: int) -> float:
     """The linear warm-up's factor at ``step``: (step + 1) / warmup during it, 1 after it (and without one)."""
     return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
