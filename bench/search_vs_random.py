@@ -179,6 +179,15 @@ def measure(args: argparse.Namespace, nets: list[dict]) -> dict:
                          report=report)
 
 
+def chosen_threshold(metrics: dict) -> dict:
+    """A retrain that chose its threshold on validation (``--select-threshold``): that threshold and the same
+    checkpoint's test IoU at the config's (0.5); nothing for one scored at the config's threshold."""
+    if metrics.get("threshold_from") != "validation":
+        return {}
+    return {"threshold": metrics.get("threshold"),
+            "iou_at_config_threshold": metrics.get("at_config_threshold", {}).get("iou")}
+
+
 def collect(args: argparse.Namespace, nets: list[dict], latency: dict) -> tuple[list[dict], list[dict]]:
     rows, described = [], []
     for net in nets:
@@ -194,7 +203,8 @@ def collect(args: argparse.Namespace, nets: list[dict], latency: dict) -> tuple[
             rows.append({"net": net["name"], "seed": seed, **{k: m.get(k) for k in ("iou", "niou", "pd", "fa")},
                          "val_iou": m.get("val_iou"), "best_epoch": m.get("best_epoch"),
                          "train_seconds": m.get("training", {}).get("seconds"),
-                         "train_path": m.get("training", {}).get("train_path")})
+                         "train_path": m.get("training", {}).get("train_path"),
+                         **chosen_threshold(m)})
         described.append(entry)
     return rows, described
 

@@ -231,3 +231,12 @@ def test_the_budget_passes_the_lr_warmup_and_the_output_prior_to_every_retrain()
     assert budget_config(Budget(), model, data, 0).train.output_prior is None
     cfg = budget_config(Budget(warmup_epochs=1.5, output_prior=0.01), model, data, 0)
     assert (cfg.optim.warmup_epochs, cfg.train.output_prior) == (1.5, 0.01)
+
+
+def test_rows_carry_the_chosen_threshold_only_for_retrains_that_chose_one():
+    bench = load_bench("search_vs_random")
+    chose = {"iou": 0.52, "threshold": 0.9, "threshold_from": "validation", "at_config_threshold": {"iou": 0.49}}
+    assert bench.chosen_threshold(chose) == {"threshold": 0.9, "iou_at_config_threshold": 0.49}
+    # scored at the config's threshold (the option off, or on without a validation subset): the row keeps its shape
+    assert bench.chosen_threshold({"iou": 0.5, "threshold": 0.5, "threshold_from": "config"}) == {}
+    assert bench.chosen_threshold({"iou": 0.5}) == {}  # metrics written before the option
