@@ -198,6 +198,22 @@ def test_reuse_needs_the_same_budget_data_and_seed():
                               "train": {**base["train"], "output_prior": None}})
 
 
+def test_reuse_never_mixes_thresholds_chosen_on_two_grids():
+    from hnanas.metrics import THRESHOLD_GRID, THRESHOLD_GRID_V1
+    from hnanas.pipeline.ledger import same_budget
+
+    base = {"optim": {"name": "adamw"}, "train": {"epochs": 8, "seed": 0, "select_threshold": True},
+            "data": {"dataset": "NUAA-SIRST", "split": "idx_427"}}
+    now = {**base, "train": {**base["train"], "threshold_grid": list(THRESHOLD_GRID)}}  # as config.yaml holds it
+    then = {**base, "train": {**base["train"], "threshold_grid": list(THRESHOLD_GRID_V1)}}
+    assert same_budget(now, now) and not same_budget(now, then)
+    # a retrain written before the key existed chose on the 0.05-step grid: one of its kind, not of today's
+    assert same_budget(then, base) and not same_budget(now, base)
+    # at the fixed threshold the grid is never read: retrains at 0.5 stay reusable across it
+    fixed = {k: {**v, "select_threshold": False} if k == "train" else v for k, v in now.items()}
+    assert same_budget(fixed, {**base, "train": {**base["train"], "select_threshold": False}})
+
+
 def test_search_set_changes_the_config_of_the_search_made_here(monkeypatch, tmp_path):
     bench = load_bench("search_vs_random")
     seen = {}

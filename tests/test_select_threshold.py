@@ -21,7 +21,8 @@ def test_iou_by_threshold_equals_the_metrics_at_each_threshold():
     probs = [rng.random((20, 30)).astype(np.float32) ** 3, rng.random((16, 16)).astype(np.float32)]
     masks = [rng.random((20, 30)) > 0.9, np.zeros((16, 16), bool)]
     ious = iou_by_threshold(probs, masks)
-    assert list(ious) == list(THRESHOLD_GRID) and THRESHOLD_GRID[0] == 0.05 and THRESHOLD_GRID[-1] == 0.95
+    assert list(ious) == list(THRESHOLD_GRID) and THRESHOLD_GRID[0] == 0.01 and THRESHOLD_GRID[-1] == 0.99
+    assert {0.05, 0.5, 0.95} <= set(THRESHOLD_GRID) and list(THRESHOLD_GRID) == sorted(set(THRESHOLD_GRID))
     for t, iou in ious.items():
         assert iou == pytest.approx(compute_metrics(probs, masks, threshold=t)["iou"], abs=1e-12)
     # a value exactly at the threshold is not target (strictly greater, as the metrics)
@@ -58,6 +59,9 @@ def test_evaluate_chooses_the_threshold_where_a_capped_network_segments():
     chosen = evaluate(Capped(), loader, threshold=0.5, select_threshold=True)
     assert chosen["threshold"] == 0.4  # every threshold in [0.05, 0.4] segments perfectly: the one nearest 0.5
     assert chosen["iou"] == 1.0 and chosen["pd"] == 1.0 and chosen["fa"] == 0.0
+    # another grid (train.threshold_grid) is the one chosen among; none of it segmenting keeps the threshold
+    assert evaluate(Capped(), loader, select_threshold=True, thresholds=(0.1, 0.3))["threshold"] == 0.3
+    assert evaluate(Capped(), loader, select_threshold=True, thresholds=(0.6, 0.9))["threshold"] == 0.5
     # the test set scored at the chosen threshold and at 0.5 in one pass (finish_retrain's at_config_threshold)
     both = evaluate(Capped(), loader, threshold=0.4, also_at=0.5)
     assert both["iou"] == 1.0 and both["also_at"] == fixed
@@ -92,3 +96,11 @@ def test_a_retrain_with_select_threshold_stores_its_threshold_for_evaluate_and_p
     assert json.loads(scored.read_text())["iou"] == pytest.approx(m["iou"], abs=1e-12)
     with pytest.raises(Exception, match="--threshold must be in"):
         resolve_threshold(1.5, out / "best.pt", "evaluate")
+
+
+@pytest.mark.parametrize("grid", [(), (0.0, 0.5), (0.5, 1.0), (0.5, 0.3), (0.3, 0.3)])
+def test_a_threshold_grid_must_be_increasing_thresholds_between_0_and_1(grid):
+    from hnanas.pipeline.presets import TrainConfig
+
+    with pytest.raises(ValueError, match="threshold_grid must be increasing"):
+        TrainConfig(threshold_grid=grid)

@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 from hnanas.config import to_dict
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_yaml, write_bytes
+from hnanas.metrics import THRESHOLD_GRID_V1
 from hnanas.nas.genotype import Genotype, load_genotype
 from hnanas.nas.space import SearchSpace
 from hnanas.pipeline.presets import OptimConfig, TrainConfig
@@ -78,11 +79,14 @@ def same_budget(mine: Mapping, theirs: Mapping) -> bool:
     """Whether two retrain configs (as written to ``config.yaml``) train the same way (optimiser, loop, seed,
     device setting) on the same data: the dataset compared by folder name, since a ledger moves between machines
     whose data lie elsewhere; the thread count left out (it changes speed, not results); an optimiser or loop key
-    that a config written before the key existed lacks counts as its default, as that run trained with it."""
+    that a config written before the key existed lacks counts as its default, as that run trained with it -- but
+    ``train.threshold_grid`` as the grid of that time (:data:`hnanas.metrics.THRESHOLD_GRID_V1`), and only where
+    ``train.select_threshold`` chose among it."""
     def pick(c: Mapping) -> tuple:
-        return ({**OPTIM_DEFAULTS, **c["optim"]},
-                {k: v for k, v in {**TRAIN_DEFAULTS, **c["train"]}.items() if k != "threads"},
-                {**c["data"], "dataset": Path(c["data"]["dataset"]).name})
+        train = {**TRAIN_DEFAULTS, "threshold_grid": THRESHOLD_GRID_V1, **c["train"]}
+        train = {k: tuple(v) if k == "threshold_grid" else v for k, v in train.items()
+                 if k != "threads" and (k != "threshold_grid" or train["select_threshold"])}
+        return ({**OPTIM_DEFAULTS, **c["optim"]}, train, {**c["data"], "dataset": Path(c["data"]["dataset"]).name})
     return pick(mine) == pick(theirs)
 
 

@@ -23,6 +23,7 @@ from hnanas.config import check_probability, layered, override
 from hnanas.data import DataConfig
 from hnanas.errors import ConfigError
 from hnanas.fileio import read_yaml
+from hnanas.metrics import THRESHOLD_GRID
 
 
 @dataclass
@@ -70,11 +71,14 @@ class TrainConfig:
     val_every: int = 10  # evaluate on the validation subset every N epochs, and after the last epoch
     val_max_images: int | None = None  # validate on the first N validation images only; None: all of them
     threshold: float = 0.5  # probability above which a pixel is target, for every metric
-    # choose the threshold on the validation subset instead (at every validation: the one of 0.05, 0.10, ..., 0.95
+    # choose the threshold on the validation subset instead (at every validation: the one of `threshold_grid`
     # with the best IoU, ties nearest `threshold`), used for the checkpoint choice, the test metrics, the figure
     # and stored with the model (best.pt, model.onnx) for `predict` and `evaluate`; metrics.json also keeps the
     # test metrics at `threshold` (the field's fixed-0.5 protocol)
     select_threshold: bool = False
+    # the thresholds select_threshold chooses among, increasing, each in (0, 1); default 0.01, 0.02, 0.03, 0.05,
+    # 0.10, ..., 0.95, 0.97, 0.98, 0.99 (hnanas.metrics.THRESHOLD_GRID)
+    threshold_grid: tuple[float, ...] = THRESHOLD_GRID
     seed: int = 0  # seed of weight initialisation, data order and augmentation
     # start predicting this probability everywhere (the logits' bias, hnanas.nas.models.set_output_prior); None:
     # the layers' default initialisation (p = 0.5 on every pixel)
@@ -94,6 +98,9 @@ class TrainConfig:
             raise ValueError(f"val_max_images must be at least 1 (or null), got {self.val_max_images}")
         if not 0.0 <= self.threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
+        if not self.threshold_grid or any(not 0.0 < t < 1.0 for t in self.threshold_grid) or any(
+                a >= b for a, b in zip(self.threshold_grid, self.threshold_grid[1:])):
+            raise ValueError(f"threshold_grid must be increasing thresholds in (0, 1), got {list(self.threshold_grid)}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1 (or null), got {self.threads}")
         if self.num_workers < 0 or self.figure_images < 0:

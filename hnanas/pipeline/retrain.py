@@ -163,7 +163,7 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
             last = epoch + 1 == t.epochs
             if val_loader is not None and ((epoch + 1) % t.val_every == 0 or last):
                 vm = evaluate(model, val_loader, threshold=t.threshold, loss_fn=loss_fn, desc="validate",
-                              select_threshold=t.select_threshold)
+                              select_threshold=t.select_threshold, thresholds=t.threshold_grid)
                 row.update({f"val_{k}": vm[k] for k in ("loss", "iou", "niou", "pd", "fa")})
                 if t.select_threshold:
                     row["val_threshold"] = vm["threshold"]

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from hnanas.errors import HnanasError
-from hnanas.metrics import (IRSTMetrics, choose_threshold, compute_metrics, iou_by_threshold,
+from hnanas.metrics import (THRESHOLD_GRID, IRSTMetrics, choose_threshold, compute_metrics, iou_by_threshold,
                             pixel_average_precision)
 from hnanas.nas.models import main_output
 from hnanas.progress import progress
@@ -120,16 +120,16 @@ def _total_batches(loader: Iterable, max_batches: int | None) -> int | None:
 
 def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | None = None, threshold: float = 0.5,
              loss_fn: Callable | None = None, max_batches: int | None = None, desc: str = "",
-             average_precision: bool = False, select_threshold: bool = False, also_at: float | None = None
-             ) -> dict:
+             average_precision: bool = False, select_threshold: bool = False,
+             thresholds: Sequence[float] = THRESHOLD_GRID, also_at: float | None = None) -> dict:
     """IoU, nIoU, Pd, Fa over the images of ``loader`` (at most ``max_batches`` batches).
 
     Returns :meth:`hnanas.metrics.IRSTMetrics.compute`'s dict (``iou``, ``niou``, ``pd``, ``fa``, ``n_images``
     and counts), plus ``loss`` (mean over images, each on its true size) when ``loss_fn`` is given and ``ap``
     (:func:`hnanas.metrics.pixel_average_precision`, threshold-free) when ``average_precision`` is true. With
-    ``select_threshold`` the metrics are those at the threshold of :data:`hnanas.metrics.THRESHOLD_GRID` with the
-    best IoU on these images (:func:`hnanas.metrics.choose_threshold`; ``threshold`` when none is above 0),
-    returned as ``threshold``. ``also_at``: the metrics at that threshold too, from the same pass, as ``also_at``.
+    ``select_threshold`` the metrics are those at the threshold of ``thresholds`` (default
+    :data:`hnanas.metrics.THRESHOLD_GRID`) with the best IoU on these images
+    (:func:`hnanas.metrics.choose_threshold`; ``threshold`` when none is above 0), returned as ``threshold``. ``also_at``: the metrics at that threshold too, from the same pass, as ``also_at``.
     """
     metrics = IRSTMetrics(threshold)
     extra = IRSTMetrics(also_at) if also_at is not None else None
@@ -151,7 +151,7 @@ def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | Non
         raise HnanasError(f"{desc or 'evaluation'}: no images to evaluate (empty split or validation subset)")
     result = metrics.compute()
     if select_threshold:
-        chosen = choose_threshold(iou_by_threshold(*kept), default=threshold)
+        chosen = choose_threshold(iou_by_threshold(*kept, thresholds), default=threshold)
         if chosen != threshold:
             result = compute_metrics(*kept, threshold=chosen)
         result["threshold"] = chosen
