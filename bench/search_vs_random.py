@@ -88,7 +88,8 @@ def ensure_search(args: argparse.Namespace) -> Path:
     changes = {"space": args.space, "data.dataset": args.dataset, "data.split": args.split,
                "data.data_root": args.data_root, "seed": args.search_seed, "latency_weight": args.latency_weight,
                "latency_loss": args.latency_loss, "target_latency_ms": args.target_latency,
-               "lr_warmup_epochs": args.lr_warmup, "output_prior": args.output_prior}  # as the retrains below
+               "lr_warmup_epochs": args.lr_warmup, "output_prior": args.output_prior,  # as the retrains below
+               "halving.select_threshold": args.select_threshold}
     if args.at_ms is not None:  # a budget whose band is the comparison's: [at (1 - tol), at (1 + tol)]
         changes.update({"latency_loss": "hinge", "latency_weight": BUDGET_WEIGHT,
                         "target_latency_ms": args.at_ms * (1 + args.tol),
@@ -262,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(train.output_prior, output_prior: the logits' bias; default: p = 0.5)")
     p.add_argument("--select-threshold", action="store_true",
                    help="every retrain chooses its decision threshold on its validation subset "
-                        "(train.select_threshold) and is scored at it, instead of at 0.5")
+                        "(train.select_threshold) and is scored at it, instead of at 0.5; the halving search made "
+                        "here ranks its candidates so too (halving.select_threshold)")
     p.add_argument("--jobs", type=int, default=2, help="retrains at a time, one thread each (default 2)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/search_vs_random"))
     p.add_argument("--record", type=Path, default=None, help="also copy the summary JSON here (bench/data/...)")

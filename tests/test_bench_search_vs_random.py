@@ -237,6 +237,10 @@ def test_search_set_changes_the_config_of_the_search_made_here(monkeypatch, tmp_
         bench.main(["--search-preset", "cpu", "--at-ms", "20", "--lr-warmup", "1", "--output-prior", "0.01",
                     "--out", str(tmp_path / "out")])
     assert seen["cfg"].lr_warmup_epochs == 1.0 and seen["cfg"].output_prior == 0.01
+    assert not seen["cfg"].halving.select_threshold
+    with pytest.raises(SystemExit, match="stopped before searching"):  # candidates ranked as the retrains score
+        bench.main(["--search-preset", "cpu", "--at-ms", "20", "--select-threshold", "--out", str(tmp_path / "out")])
+    assert seen["cfg"].halving.select_threshold
 
 
 def test_the_budget_passes_the_lr_warmup_and_the_output_prior_to_every_retrain():

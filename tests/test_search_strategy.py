@@ -170,6 +170,29 @@ def test_halving_ap_signals_rank_by_the_validation_pixels_average_precision(asse
         assert float(r["score"]) == pytest.approx(1 - best + 1e-3 * (1 - ap), abs=2e-6)  # 6 digits in the csv
 
 
+def test_halving_with_select_threshold_ranks_candidates_by_their_iou_at_the_threshold_they_choose(assets, tmp_path,
+                                                                                                  monkeypatch):
+    import hnanas.search.candidate as candidate
+
+    seen = []
+
+    def evaluate(*args, select_threshold=False, **kwargs):
+        seen.append(select_threshold)
+        return real(*args, select_threshold=select_threshold, **kwargs)
+
+    real = candidate.evaluate
+    monkeypatch.setattr(candidate, "evaluate", evaluate)
+    cfg = _halving(assets, **{"halving.trials": 2, "halving.max_epochs": 1, "halving.metric": "val_iou",
+                              "halving.select_threshold": True, "latency_loss": "hinge", "latency_weight": 1.0,
+                              "target_latency_ms": 1e6})  # no latency term: the score is the signal
+    run_search(cfg, tmp_path / "t")
+    assert seen and all(seen)
+    assert read_yaml(tmp_path / "t" / "config.yaml")["halving"]["select_threshold"] is True
+    with open(tmp_path / "t" / "trials.csv") as f:
+        trained = [r for r in csv.DictReader(f) if r["epoch"] != "0"]
+    assert trained and all(float(r["score"]) == pytest.approx(1 - float(r["val_iou"]), abs=1e-5) for r in trained)
+
+
 def test_a_target_relative_to_the_tables_prices_is_resolved_in_ms_and_bounds_the_search(assets, tmp_path):
     from hnanas.search.context import reference_latency_ms
 

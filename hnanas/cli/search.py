@@ -26,7 +26,8 @@ NUDT-SIRST: 16 candidates on 128-px crops with retrain's quick optimiser, rungs 
 scaled to the split's size, signal best_val_iou). --final-seeds 2 trains the best two finishers once more from
 other seeds and returns the better on average (logged in finalists.csv; 6-18 min more with the cpu preset).
 --sync-startup halves the random start-up candidates as one batch (synchronous successive halving) instead of
-one by one, where the first candidate drawn always trains to the end.
+one by one, where the first candidate drawn always trains to the end. --select-threshold ranks candidates by
+their validation IoU at the threshold each chooses, for a network that will be retrained with that option.
 --time-limit MIN bounds the candidates' training time (make demo: so that it fits on a slow 2-core machine).
 
 Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
@@ -85,6 +86,10 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
                    help="halving: halve the start-up candidates as one batch: each trains to the first rung before "
                         "any trains further, then the best 1/ETA go on (default off: each candidate as it comes, "
                         "so the first one drawn passes every rung unopposed)")
+    p.add_argument("--select-threshold", action=argparse.BooleanOptionalAction, default=None,
+                   help="halving: score each candidate's validation IoU at the threshold (0.01..0.99) with the "
+                        "best IoU there, as `retrain --select-threshold` will score the found network (default "
+                        "off: at 0.5, the field's protocol)")
     p.add_argument("--time-limit", type=float, metavar="MIN",
                    help="halving: start no candidate once the candidates' training has taken MIN minutes (summed "
                         "epoch seconds, a resumed search's earlier ones included) and stop the one in training "
@@ -158,6 +163,7 @@ def config_from_args(args):
         "strategy": args.strategy, "halving.trials": args.candidates, "halving.metric": args.signal,
         "halving.floor": args.floor, "halving.final_seeds": args.final_seeds,
         "halving.time_limit_min": args.time_limit, "halving.sync_startup": args.sync_startup,
+        "halving.select_threshold": args.select_threshold,
         "val_images": args.val_images, "halving.val_images": args.val_images,
         **_rungs(args.rungs),
         **{f"stage1.{k}": v for k, v in _scaled(base.stage1, args.epochs).items()},

@@ -25,7 +25,8 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
                     desc: str, run: int = 0) -> Iterator[dict]:
     """Train the network of ``g`` (``ms`` its predicted latency) from scratch for ``epochs``, yielding each epoch's
     log row (``epoch``, ``predicted_ms``, losses, ``val_iou``, ``score``, ``seconds``); ``score`` is the search
-    objective with the accuracy signal of ``halving.metric``. Run 0 is the search's (its seed, the crops of epochs
+    objective with the accuracy signal of ``halving.metric``; ``val_iou`` at 0.5, or with
+    ``halving.select_threshold`` at the threshold with the best IoU at that validation. Run 0 is the search's (its seed, the crops of epochs
     0, 1, ...: every candidate sees the same); run k > 0 starts from other weights (seed + k x
     :data:`RUN_SEED_STRIDE`) and sees other crops (those of epochs k x ``epochs``, ...)."""
     cfg, h = ctx.cfg, ctx.cfg.halving
@@ -45,7 +46,7 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
         stats = train_epoch(model, ctx.train_loader, ctx.loss_fn, opt, scheduler=sched, path=path,
                             desc=f"{desc} epoch {epoch}")
         val = evaluate(model, val_loader, loss_fn=ctx.loss_fn, desc="validate",
-                       average_precision=h.metric in AP_SIGNALS)
+                       average_precision=h.metric in AP_SIGNALS, select_threshold=h.select_threshold)
         best_iou = max(best_iou, val["iou"])
         signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou, val.get("ap", math.nan))
         score = float(search_loss(torch.tensor(signal), torch.tensor(ms), target_ms, kind=cfg.latency_loss,

@@ -49,6 +49,10 @@ class HalvingConfig:
     # still 0), or best_val_iou_ap: best_val_iou with a thousandth of 1 - that AP as the tie-break
     metric: Literal["val_loss", "train_loss", "val_iou", "best_val_iou", "val_ap", "best_val_iou_ap"] = "val_loss"
     val_images: int | None = None  # validation images scored per epoch; None: the whole validation subset
+    # a candidate's validation IoU (val_iou, best_val_iou) at the threshold of hnanas.metrics.THRESHOLD_GRID with
+    # the best IoU at that validation, instead of at 0.5: as a retrain with train.select_threshold chooses and is
+    # scored. Set it when the found network will be retrained that way, so candidates are ranked as it will be
+    select_threshold: bool = False
     startup_trials: int = 10  # candidates drawn at random before TPE models the good ones
     # the start-up candidates are halved as one batch (hnanas.search.rungs.halve_batch): each trains to the first
     # rung before any trains further, the best 1/eta of them go on to the next rung, and so on; the TPE
