@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--select-threshold", action="store_true", default=None,
                    help="choose the decision threshold (one of train.threshold_grid, 0.01..0.99) with the best IoU "
                         "on the validation subset at every validation, instead of 0.5; it picks the checkpoint, "
-                        "scores the test set and is "
-                        "stored with the model for predict/evaluate (metrics.json keeps the 0.5 figures too)")
+                        "scores the test set and is stored with the model for predict/evaluate (metrics.json keeps "
+                        "the 0.5 figures too)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/retrain)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.set_defaults(func=run_retrain)

@@ -26,8 +26,8 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
     """Train the network of ``g`` (``ms`` its predicted latency) from scratch for ``epochs``, yielding each epoch's
     log row (``epoch``, ``predicted_ms``, losses, ``val_iou``, ``score``, ``seconds``); ``score`` is the search
     objective with the accuracy signal of ``halving.metric``; ``val_iou`` at 0.5, or with
-    ``halving.select_threshold`` at the threshold with the best IoU at that validation. Run 0 is the search's (its seed, the crops of epochs
-    0, 1, ...: every candidate sees the same); run k > 0 starts from other weights (seed + k x
+    ``halving.select_threshold`` at the threshold with the best IoU at that validation. Run 0 is the search's (its
+    seed, the crops of epochs 0, 1, ...: every candidate sees the same); run k > 0 starts from other weights (seed + k x
     :data:`RUN_SEED_STRIDE`) and sees other crops (those of epochs k x ``epochs``, ...)."""
     cfg, h = ctx.cfg, ctx.cfg.halving
     torch.manual_seed(cfg.seed + RUN_SEED_STRIDE * run)
