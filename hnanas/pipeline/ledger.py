@@ -84,8 +84,10 @@ def same_budget(mine: Mapping, theirs: Mapping) -> bool:
     ``train.select_threshold`` chose among it."""
     def pick(c: Mapping) -> tuple:
         train = {**TRAIN_DEFAULTS, "threshold_grid": THRESHOLD_GRID_V1, **c["train"]}
-        train = {k: tuple(v) if k == "threshold_grid" else v for k, v in train.items()
-                 if k != "threads" and (k != "threshold_grid" or train["select_threshold"])}
+        del train["threads"]
+        grid = tuple(train.pop("threshold_grid"))  # a list as config.yaml holds it
+        if train["select_threshold"]:
+            train["threshold_grid"] = grid
         return ({**OPTIM_DEFAULTS, **c["optim"]}, train, {**c["data"], "dataset": Path(c["data"]["dataset"]).name})
     return pick(mine) == pick(theirs)
 

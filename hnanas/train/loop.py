@@ -129,7 +129,8 @@ def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | Non
     (:func:`hnanas.metrics.pixel_average_precision`, threshold-free) when ``average_precision`` is true. With
     ``select_threshold`` the metrics are those at the threshold of ``thresholds`` (default
     :data:`hnanas.metrics.THRESHOLD_GRID`) with the best IoU on these images
-    (:func:`hnanas.metrics.choose_threshold`; ``threshold`` when none is above 0), returned as ``threshold``. ``also_at``: the metrics at that threshold too, from the same pass, as ``also_at``.
+    (:func:`hnanas.metrics.choose_threshold`; ``threshold`` when none is above 0), returned as ``threshold``.
+    ``also_at``: the metrics at that threshold too, from the same pass, as ``also_at``.
     """
     metrics = IRSTMetrics(threshold)
     extra = IRSTMetrics(also_at) if also_at is not None else None
