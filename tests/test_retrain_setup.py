@@ -180,3 +180,18 @@ def test_float32_rounding_alone_does_not_fail_the_check(monkeypatch, caplog):
     assert "float32 rounding, not a broken fusion" in caplog.text
     with torch.no_grad():  # the deploy form returned is float32, like the model
         assert deployed(x).dtype == torch.float32
+
+
+def test_best_checkpoint_rule_breaks_iou_ties_by_validation_loss():
+    from hnanas.pipeline.retrain import improves
+
+    start = {"epoch": None, "val_iou": None}
+    assert improves({"iou": 0.0, "loss": 0.9}, start)  # the first validation always counts
+    flat = {"epoch": 1, "val_iou": 0.0, "val_loss": 0.9}
+    assert improves({"iou": 0.0, "loss": 0.6}, flat)  # IoU 0 again, better fitted: a later epoch is kept
+    assert not improves({"iou": 0.0, "loss": 0.95}, flat)
+    assert not improves({"iou": 0.0, "loss": 0.9}, flat)  # an exact tie keeps the earlier one
+    assert improves({"iou": 0.1, "loss": 2.0}, flat)  # IoU decides before loss
+    assert not improves({"iou": 0.05, "loss": 0.1}, {"epoch": 3, "val_iou": 0.1, "val_loss": 0.5})
+    old = {"epoch": 1, "val_iou": 0.0}  # a best of an older run's checkpoint (no val_loss) loses ties
+    assert improves({"iou": 0.0, "loss": 5.0}, old)

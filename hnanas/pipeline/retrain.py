@@ -15,6 +15,7 @@ machine, same thread count).
 from __future__ import annotations
 
 import contextlib
+import math
 import logging
 import time
 from pathlib import Path
@@ -167,9 +168,9 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
                 row.update({f"val_{k}": vm[k] for k in ("loss", "iou", "niou", "pd", "fa")})
                 if t.select_threshold:
                     row["val_threshold"] = vm["threshold"]
-                if best["val_iou"] is None or vm["iou"] > best["val_iou"]:
+                if improves(vm, best):
                     best = {"epoch": epoch + 1, "val_iou": vm["iou"], "val_niou": vm["niou"], "val_pd": vm["pd"],
-                            "val_fa": vm["fa"], "val_images": vm["n_images"],
+                            "val_fa": vm["fa"], "val_loss": vm["loss"], "val_images": vm["n_images"],
                             "threshold": vm.get("threshold", t.threshold)}
                     run.save_checkpoint(checkpoint(epoch + 1), "best.pt")
             elif val_loader is None and last:  # nothing to choose with: the last epoch is the result
@@ -192,6 +193,16 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
                    postfix=lambda: {"loss": shown["loss"], "best_val_iou": _fmt(best["val_iou"])})
         model.to(memory_format=torch.contiguous_format)
         return finish_retrain(run, cfg, spec, model, data, best)
+
+
+def improves(val: dict, best: dict) -> bool:
+    """Whether validation metrics ``val`` (``iou``, ``loss``) beat the ``best`` so far (``val_iou``, ``val_loss``):
+    a higher IoU, or the same IoU at a lower loss. The tie rule matters when IoU is flat (often 0 for the first
+    epochs of a small network): the checkpoint kept is then the better-fitted later one, not epoch 1's. A ``best``
+    without ``val_loss`` (checkpoints of older runs) loses ties."""
+    if best["val_iou"] is None or val["iou"] > best["val_iou"]:
+        return True
+    return val["iou"] == best["val_iou"] and val["loss"] < best.get("val_loss", math.inf)
 
 
 def _fmt(value: float | None) -> str:
