@@ -15,8 +15,8 @@ machine, same thread count).
 from __future__ import annotations
 
 import contextlib
-import math
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Iterator, Mapping
