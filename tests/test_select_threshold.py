@@ -12,6 +12,7 @@ import torch
 
 from hnanas.metrics import THRESHOLD_GRID, choose_threshold, compute_metrics, iou_by_threshold
 from hnanas.pipeline.evaluation import model_threshold, resolve_threshold
+from hnanas.runs import load_checkpoint
 from hnanas.train.loop import evaluate
 from retrain_fixtures import TRAIN_ARGS, run_hnanas
 
@@ -88,6 +89,7 @@ def test_a_retrain_with_select_threshold_stores_its_threshold_for_evaluate_and_p
     plain = json.loads((retrained / "metrics.json").read_text())
     assert plain["threshold"] == 0.5 and plain["threshold_from"] == "config"
     assert model_threshold(retrained / "best.pt") is None and model_threshold(retrained / "model.onnx") is None
+    assert "threshold" not in load_checkpoint(retrained / "best.pt")["best"]
     assert resolve_threshold(None, retrained / "model.onnx", "predict") == 0.5
     # evaluate's default is the stored threshold: it scores the test set as the retrain did
     scored = workspace / "scored.json"

@@ -170,8 +170,9 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
                     row["val_threshold"] = vm["threshold"]
                 if improves(vm, best):
                     best = {"epoch": epoch + 1, "val_iou": vm["iou"], "val_niou": vm["niou"], "val_pd": vm["pd"],
-                            "val_fa": vm["fa"], "val_loss": vm["loss"], "val_images": vm["n_images"],
-                            "threshold": vm.get("threshold", t.threshold)}
+                            "val_fa": vm["fa"], "val_loss": vm["loss"], "val_images": vm["n_images"]}
+                    if t.select_threshold:  # stored only when chosen: without the option the config's 0.5 holds
+                        best["threshold"] = vm["threshold"]
                     run.save_checkpoint(checkpoint(epoch + 1), "best.pt")
             elif val_loader is None and last:  # nothing to choose with: the last epoch is the result
                 best = {"epoch": epoch + 1, "val_iou": None}
