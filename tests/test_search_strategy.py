@@ -412,6 +412,8 @@ def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_c
     assert h.rung_images == 530 and rung_epochs(h, 530) == (2, 8) and rung_epochs(h, 273) == (3, 15)
     assert rung_epochs(h, 1060) == (1, 4) and rung_epochs(h, 10_000) == (1, 1)  # at least one epoch
     assert rung_epochs(HalvingConfig(min_epochs=2, max_epochs=8), 273) == (2, 8)  # no rung_images: as given
+    fixed = HalvingConfig(min_epochs=3, max_epochs=8, rung_images=530, scale_first_rung=False)
+    assert [rung_epochs(fixed, n) for n in (530, 273, 1060, 10_000)] == [(3, 8), (3, 15), (3, 4), (3, 3)]
     with pytest.raises(ValueError, match="rung_images"):
         HalvingConfig(rung_images=0)
     given = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--rungs", "2:8:3"])).halving

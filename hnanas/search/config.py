@@ -41,6 +41,11 @@ class HalvingConfig:
     # they scale by this / its size (whole epochs, at most that many images, at least one epoch), so that a rung
     # is the same amount of training on every dataset; None: epochs as given
     rung_images: int | None = None
+    # False: only max_epochs scales with rung_images, min_epochs is epochs on every split. On the NUDT-SIRST
+    # ledgers the first cut after 2 epochs ranks worse than after 3 (pooled tau +0.31 / +0.50), while NUAA-SIRST's
+    # scaled first rung already comes after 3; min_epochs 3 unscaled is 3:8 on NUDT-SIRST and 3:15 on NUAA-SIRST
+    # (bench/halving_replay.py, docs/results.md). True: both scale, as the cpu preset does
+    scale_first_rung: bool = True
     eta: int = 3  # reduction factor: a candidate continues past a rung if it is in the best 1/eta there
     # the accuracy signal ranked at each rung: the validation or training loss of the epoch, 1 - the epoch's
     # validation IoU, or best_val_iou: 1 - the best validation IoU so far plus a thousandth of the epoch's

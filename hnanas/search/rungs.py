@@ -30,10 +30,11 @@ from hnanas.search.config import HalvingConfig
 def rung_epochs(h: HalvingConfig, n_train: int) -> tuple[int, int]:
     """(first rung, last epoch) of a candidate on a training split of ``n_train`` images: ``h.min_epochs`` and
     ``h.max_epochs``, scaled to the split's size when ``h.rung_images`` is set (whole epochs that see at most the
-    images those epochs see on ``h.rung_images``; at least one)."""
+    images those epochs see on ``h.rung_images``; at least one); with ``h.scale_first_rung`` off, only
+    ``h.max_epochs`` scales."""
     if h.rung_images is None:
         return h.min_epochs, h.max_epochs
-    lo = max(1, h.min_epochs * h.rung_images // n_train)
+    lo = max(1, h.min_epochs * h.rung_images // n_train) if h.scale_first_rung else h.min_epochs
     return lo, max(lo, h.max_epochs * h.rung_images // n_train)
 
 
