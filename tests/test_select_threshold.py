@@ -82,6 +82,9 @@ def test_a_retrain_with_select_threshold_stores_its_threshold_for_evaluate_and_p
     assert validated and all(float(r["val_threshold"]) in THRESHOLD_GRID + (0.5,) for r in validated)
     best = next(r for r in validated if int(r["epoch"]) == m["best_epoch"])
     assert float(best["val_threshold"]) == m["threshold"]
+    # the validation IoU at the config's 0.5 is logged beside it; at the chosen threshold it is at least that
+    assert all(float(r["val_iou"]) >= float(r["val_iou_at_config"]) - 1e-12 for r in validated)
+    assert all(r["val_iou"] == r["val_iou_at_config"] for r in validated if float(r["val_threshold"]) == 0.5)
     assert model_threshold(out / "best.pt") == m["threshold"] == model_threshold(out / "model.onnx")
     assert resolve_threshold(None, out / "best.pt", "evaluate") == m["threshold"]
     assert resolve_threshold(0.7, out / "best.pt", "evaluate") == 0.7

@@ -117,7 +117,9 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
         steps_per_epoch = len(loader)
         scheduler = build_scheduler(optimizer, cfg.optim.scheduler, t.epochs * steps_per_epoch, cfg.optim.min_lr,
                                     warmup=warmup_steps(cfg.optim.warmup_epochs, steps_per_epoch))
-        csv_log = run.csv_log("retrain_log.csv", LOG_FIELDS + (("val_threshold",) if t.select_threshold else ()))
+        # with a chosen threshold the log keeps the config's too (val_iou_at_config): curves comparable with 0.5 runs
+        csv_log = run.csv_log("retrain_log.csv",
+                              LOG_FIELDS + (("val_threshold", "val_iou_at_config") if t.select_threshold else ()))
 
         start, best = 0, {"epoch": None, "val_iou": None}
         state = run.load_checkpoint("last.pt") if run.resumed and run.has_checkpoint("last.pt") else None
@@ -164,10 +166,12 @@ def _run(run: RunDir, cfg: RetrainConfig, spec: dict) -> RetrainResult:
             last = epoch + 1 == t.epochs
             if val_loader is not None and ((epoch + 1) % t.val_every == 0 or last):
                 vm = evaluate(model, val_loader, threshold=t.threshold, loss_fn=loss_fn, desc="validate",
-                              select_threshold=t.select_threshold, thresholds=t.threshold_grid)
+                              select_threshold=t.select_threshold, thresholds=t.threshold_grid,
+                              also_at=t.threshold if t.select_threshold else None)
                 row.update({f"val_{k}": vm[k] for k in ("loss", "iou", "niou", "pd", "fa")})
                 if t.select_threshold:
                     row["val_threshold"] = vm["threshold"]
+                    row["val_iou_at_config"] = vm["also_at"]["iou"]
                 if improves(vm, best):
                     best = {"epoch": epoch + 1, "val_iou": vm["iou"], "val_niou": vm["niou"], "val_pd": vm["pd"],
                             "val_fa": vm["fa"], "val_loss": vm["loss"], "val_images": vm["n_images"]}
