@@ -94,7 +94,8 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
                    help="halving: start no candidate once the candidates' training has taken MIN minutes (summed "
                         "epoch seconds, a resumed search's earlier ones included) and stop the one in training "
                         "after its epoch unless none has finished yet; fewer candidates on a slower machine, so "
-                        "the result depends on the machine (default: no limit)")
+                        "the result depends on the machine (default: the cpu preset's 55, so that its search "
+                        "keeps to the hour; 0: no limit)")
     p.add_argument("--val-images", type=int, metavar="N",
                    help="validation images scored after each candidate epoch (halving) or architecture step "
                         "(two-stage): the first N of the validation subset (default: all for halving, 16 for the quick "
@@ -162,7 +163,7 @@ def config_from_args(args):
         "train_device": args.train_device, "stage2.mode": args.stage2_mode, "precision": args.precision,
         "strategy": args.strategy, "halving.trials": args.candidates, "halving.metric": args.signal,
         "halving.floor": args.floor, "halving.final_seeds": args.final_seeds,
-        "halving.time_limit_min": args.time_limit, "halving.sync_startup": args.sync_startup,
+        "halving.time_limit_min": NULL if args.time_limit == 0 else args.time_limit, "halving.sync_startup": args.sync_startup,
         "halving.select_threshold": args.select_threshold,
         "val_images": args.val_images, "halving.val_images": args.val_images,
         **_rungs(args.rungs),
