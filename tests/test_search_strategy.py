@@ -10,7 +10,7 @@ import pytest
 
 from _helpers import synthetic_table
 from hnanas.data.synthetic import SynthParams, write_synthetic
-from hnanas.errors import ConfigError
+from hnanas.errors import ConfigError, HnanasError
 from hnanas.fileio import read_yaml
 from hnanas.latency.table import LatencyTable
 from hnanas.nas.genotype import named_genotypes, sample_genotype
@@ -425,6 +425,8 @@ def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_c
     unlimited = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--time-limit", "0"]))
     assert unlimited.halving.time_limit_min is None  # the same schedule on every machine
     assert preset_config("quick").halving.time_limit_min is None
+    with pytest.raises(HnanasError, match="0 for no limit"):
+        config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--time-limit", "-1"]))
     rel = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--latency-loss", "hinge",
                                                        "--target-scale", "0.4", "--val-images", "16"]))
     assert rel.target_latency_scale == 0.4 and rel.target_latency_ms is None

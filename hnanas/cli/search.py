@@ -153,6 +153,8 @@ def _rungs(text: str | None) -> dict:
 def config_from_args(args):
     from hnanas.search.config import preset_config, resolve_config
 
+    if args.time_limit is not None and args.time_limit < 0:
+        raise HnanasError(f"--time-limit {args.time_limit:g}: give minutes > 0, or 0 for no limit")
     base = preset_config(args.preset)
     changes = {
         **dataset_changes(args), "data.crop_size": args.crop, "space": args.space,
