@@ -28,7 +28,8 @@ other seeds and returns the better on average (logged in finalists.csv; 6-18 min
 --sync-startup halves the random start-up candidates as one batch (synchronous successive halving) instead of
 one by one, where the first candidate drawn always trains to the end. --select-threshold ranks candidates by
 their validation IoU at the threshold each chooses, for a network that will be retrained with that option.
---time-limit MIN bounds the candidates' training time (make demo: so that it fits on a slow 2-core machine).
+--time-limit MIN bounds the candidates' training time (the cpu preset: 55, its hour; make demo: 5, so that it
+fits on a slow 2-core machine; 0: no limit).
 
 Defaults run out of the box: synthetic data, rep_nested, the shipped cpu table, the quick preset (5-8 min
 on 2 CPU cores). Multi-process (two-stage only): torchrun --nproc_per_node N -m hnanas search ..."""
