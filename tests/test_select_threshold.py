@@ -66,6 +66,8 @@ def test_evaluate_chooses_the_threshold_where_a_capped_network_segments():
     # the test set scored at the chosen threshold and at 0.5 in one pass (finish_retrain's at_config_threshold)
     both = evaluate(Capped(), loader, threshold=0.4, also_at=0.5)
     assert both["iou"] == 1.0 and both["also_at"] == fixed
+    same = evaluate(Capped(), loader, threshold=0.5, select_threshold=True, also_at=0.5)  # counted once, kept
+    assert same["threshold"] == 0.4 and same["iou"] == 1.0 and same["also_at"] == fixed
 
 
 def test_a_retrain_with_select_threshold_stores_its_threshold_for_evaluate_and_predict(retrained, workspace):

@@ -133,7 +133,8 @@ def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | Non
     ``also_at``: the metrics at that threshold too, from the same pass, as ``also_at``.
     """
     metrics = IRSTMetrics(threshold)
-    extra = IRSTMetrics(also_at) if also_at is not None else None
+    # at ``threshold`` itself (a retrain's validation with a chosen threshold) ``metrics`` already counts them
+    extra = IRSTMetrics(also_at) if also_at is not None and also_at != threshold else None
     losses: list[float] = []
     kept: tuple[list, list] = ([], [])
     outputs = _cropped_outputs(model, loader, forward or _default_forward, max_batches, desc,
@@ -150,14 +151,15 @@ def evaluate(model: torch.nn.Module, loader: Iterable, *, forward: Forward | Non
             kept[1].append(gt)
     if metrics.n_images == 0:
         raise HnanasError(f"{desc or 'evaluation'}: no images to evaluate (empty split or validation subset)")
-    result = metrics.compute()
+    at_threshold = metrics.compute()
+    result = dict(at_threshold)
     if select_threshold:
         chosen = choose_threshold(iou_by_threshold(*kept, thresholds), default=threshold)
         if chosen != threshold:
             result = compute_metrics(*kept, threshold=chosen)
         result["threshold"] = chosen
-    if extra is not None:
-        result["also_at"] = extra.compute()
+    if also_at is not None:
+        result["also_at"] = extra.compute() if extra is not None else at_threshold
     if loss_fn is not None:
         result["loss"] = float(np.mean(losses))
     if average_precision:
