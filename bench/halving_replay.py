@@ -32,6 +32,7 @@ logs must be as long as the config's last rung (the learning rate follows a cosi
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import sys
@@ -57,8 +58,10 @@ def score(rows: list[dict], metric: str, epoch: int) -> float:
     """The strategy's signal of a candidate after ``epoch`` (lower is better), read off its retrain log."""
     upto = [r for r in rows if int(r["epoch"]) <= epoch]
     last = upto[-1]
+    mix = (max((float(r["val_iou"]) + float(r["val_niou"])) / 2 for r in upto) if metric == "best_val_iou_niou"
+           else math.nan)  # logs without nIoU serve every other signal
     return accuracy_signal(metric, float(last["val_loss"]), float(last["loss"]), float(last["val_iou"]),
-                           max(float(r["val_iou"]) for r in upto))
+                           max(float(r["val_iou"]) for r in upto), best_iou_niou=mix)
 
 
 def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[int, list[int]]:

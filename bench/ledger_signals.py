@@ -4,7 +4,8 @@ A search-vs-random ledger (``bench/search_vs_random.py --ledger``) keeps, for ev
 retrain's per-epoch log (training loss, validation loss and IoU after every epoch) and its test IoU. That is a
 ground truth with its learning curves: the signal a search could read after k epochs of one seed's training
 (``val_iou``, ``best_val_iou``: the best so far, ``val_iou_mean3``: the mean of the last three validations,
-``val_loss``, ``train_loss``; losses negated so that higher is better) is scored, by Kendall's tau and Spearman's
+``val_loss``, ``train_loss``; losses negated so that higher is better; ``best_val_iou_niou``: the best so far
+of (validation IoU + nIoU) / 2, the halving signal of that name) is scored, by Kendall's tau and Spearman's
 rho, against the mean test IoU of the *other* seeds of the same networks, so that signal and truth share no seed;
 one row per signal and epoch, tau per held-out seed and their mean. The ceiling beside it: tau between one seed's
 test IoU and the other seeds' mean. No training: seconds.
@@ -31,7 +32,7 @@ from hnanas.report.stats import rank_agreement
 from hnanas.runs import read_csv_rows
 
 SIGNALS = {"val_iou": 1.0, "best_val_iou": 1.0, "val_iou_mean3": 1.0, "val_loss": -1.0,
-           "train_loss": -1.0}  # name: sign (higher = better)
+           "train_loss": -1.0, "best_val_iou_niou": 1.0}  # name: sign (higher = better)
 COLUMNS = {"train_loss": "loss"}  # retrain_log.csv column of a signal, where it differs from the name
 
 
@@ -92,6 +93,10 @@ def signal_at(rows: list[dict], name: str, epoch: int) -> float | None:
         return None
     if name == "best_val_iou":
         return max(float(r["val_iou"]) for r in upto)
+    if name == "best_val_iou_niou":  # the halving signal of that name: the best (IoU + nIoU) / 2 so far
+        if any(r.get("val_niou") in (None, "") for r in upto):
+            return None  # a log without nIoU (the table says n/a)
+        return max((float(r["val_iou"]) + float(r["val_niou"])) / 2 for r in upto)
     if name == "val_iou_mean3":
         return statistics.fmean(float(r["val_iou"]) for r in upto[-3:])
     return SIGNALS[name] * float(upto[-1][COLUMNS.get(name, name)])

@@ -74,11 +74,12 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
                         "scaled to the split's size: 3:15:3 on NUAA-SIRST idx_427's 273; given here, epochs as "
                         "given on any split)")
     p.add_argument("--signal", choices=["val_loss", "train_loss", "val_iou", "best_val_iou", "val_ap",
-                                        "best_val_iou_ap"],
+                                        "best_val_iou_ap", "best_val_iou_niou"],
                    help="halving: the accuracy signal ranked at each rung (default val_loss; cpu preset "
                         "best_val_iou: the best validation IoU so far, ties broken by validation loss; val_ap: "
                         "the validation pixels' average precision, threshold-free, which tells apart candidates "
-                        "whose IoU is still 0; best_val_iou_ap: best_val_iou with ties broken by that)")
+                        "whose IoU is still 0; best_val_iou_ap: best_val_iou with ties broken by that; "
+                        "best_val_iou_niou: the best mean of validation IoU and nIoU so far)")
     p.add_argument("--final-seeds", type=int, metavar="K",
                    help="halving: train the best two candidates that finish (halving.finalists) K - 1 more times "
                         "from other initial weights and crops and return the one with the best mean final score "

@@ -39,7 +39,7 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
     steps = len(ctx.train_loader)
     sched = build_scheduler(opt, "cosine", epochs * steps, min(h.min_lr, cfg.lr),
                             warmup=warmup_steps(cfg.lr_warmup_epochs, steps))
-    best_iou = 0.0
+    best_iou = best_iou_niou = 0.0
     for epoch in range(1, epochs + 1):
         ctx.set_train_epoch(run * epochs + epoch - 1)
         start = time.perf_counter()
@@ -48,9 +48,11 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
         val = evaluate(model, val_loader, loss_fn=ctx.loss_fn, desc="validate",
                        average_precision=h.metric in AP_SIGNALS, select_threshold=h.select_threshold)
         best_iou = max(best_iou, val["iou"])
-        signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou, val.get("ap", math.nan))
+        best_iou_niou = max(best_iou_niou, (val["iou"] + val["niou"]) / 2)
+        signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou, val.get("ap", math.nan),
+                                 best_iou_niou)
         score = float(search_loss(torch.tensor(signal), torch.tensor(ms), target_ms, kind=cfg.latency_loss,
                                   weight=cfg.latency_weight, alpha=cfg.mul_log_alpha, beta=cfg.mul_log_beta))
         yield {"epoch": epoch, "predicted_ms": round(ms, 4), "train_loss": stats["loss"], "val_loss": val["loss"],
-               "val_iou": val["iou"], "score": score,
+               "val_iou": val["iou"], "val_niou": val["niou"], "score": score,
                "seconds": round(time.perf_counter() - start, 1)}  # + validation

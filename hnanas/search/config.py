@@ -51,8 +51,11 @@ class HalvingConfig:
     # validation IoU, or best_val_iou: 1 - the best validation IoU so far plus a thousandth of the epoch's
     # validation loss (which orders the candidates that do not segment yet), or val_ap: 1 - the average precision
     # of the validation pixels ranked by probability (threshold-free: it tells apart candidates whose IoU is
-    # still 0), or best_val_iou_ap: best_val_iou with a thousandth of 1 - that AP as the tie-break
-    metric: Literal["val_loss", "train_loss", "val_iou", "best_val_iou", "val_ap", "best_val_iou_ap"] = "val_loss"
+    # still 0), or best_val_iou_ap: best_val_iou with a thousandth of 1 - that AP as the tie-break, or
+    # best_val_iou_niou: 1 - the best so far of the epoch's (validation IoU + nIoU) / 2, the validation loss as the
+    # tie-break (nIoU, the per-image mean IoU, weighs every image alike where IoU pools their pixels)
+    metric: Literal["val_loss", "train_loss", "val_iou", "best_val_iou", "val_ap", "best_val_iou_ap",
+                    "best_val_iou_niou"] = "val_loss"
     val_images: int | None = None  # validation images scored per epoch; None: the whole validation subset
     # a candidate's validation IoU (val_iou, best_val_iou) at the threshold of hnanas.metrics.THRESHOLD_GRID with
     # the best IoU at that validation, instead of at 0.5: as a retrain with train.select_threshold chooses and is
