@@ -170,6 +170,39 @@ def test_halving_ap_signals_rank_by_the_validation_pixels_average_precision(asse
         assert float(r["score"]) == pytest.approx(1 - best + 1e-3 * (1 - ap), abs=2e-6)  # 6 digits in the csv
 
 
+def test_halving_best_val_iou_niou_ranks_by_the_best_mean_of_iou_and_niou_so_far(assets, tmp_path, monkeypatch):
+    import hnanas.search.candidate as candidate
+
+    seen = []
+
+    def evaluate(*args, **kwargs):  # the real loss, known IoU and nIoU per validation, neither monotone
+        seen.append(None)
+        k = len(seen)
+        return {**real(*args, **kwargs), "iou": 0.1 * (k % 4), "niou": 0.05 * ((3 * k) % 5)}
+
+    real = candidate.evaluate
+    monkeypatch.setattr(candidate, "evaluate", evaluate)
+    assert accuracy_signal("best_val_iou_niou", 0.5, 0.5, 0.1, 0.2, best_iou_niou=0.3) == pytest.approx(0.7 + 5e-4)
+    with pytest.raises(ValueError, match="best_iou_niou"):
+        accuracy_signal("best_val_iou_niou", 0.5, 0.5, 0.1, 0.2)
+    space = load_space("tiny")
+    budget = LatencyTable.load(assets["table"], space=space).predict(named_genotypes(space)["dnanet_res3"],
+                                                                     space).total_ms
+    run_search(_halving(assets, **{"latency_loss": "hinge", "latency_weight": 1.0, "target_latency_ms": budget,
+                                   "halving.floor": 0.5, "halving.metric": "best_val_iou_niou", "halving.trials": 3}),
+               tmp_path / "mix")
+    with open(tmp_path / "mix" / "trials.csv") as f:
+        trained = [r for r in csv.DictReader(f) if r["epoch"] != "0"]
+    assert len(trained) == len(seen) >= 3
+    # inside the budget the score is the signal: 1 - the best (IoU + nIoU) / 2 so far of the candidate + a thousandth
+    # of the epoch's validation loss; the log keeps both metrics (validations ran in the order of the log's rows)
+    for k, r in enumerate(trained):
+        iou, niou = 0.1 * ((k + 1) % 4), 0.05 * ((3 * (k + 1)) % 5)
+        assert (float(r["val_iou"]), float(r["val_niou"])) == pytest.approx((iou, niou), abs=1e-6)
+        best = max((float(q["val_iou"]) + float(q["val_niou"])) / 2 for q in trained[:k + 1] if q["trial"] == r["trial"])
+        assert float(r["score"]) == pytest.approx(1 - best + 1e-3 * float(r["val_loss"]), abs=2e-6)
+
+
 def test_halving_with_select_threshold_ranks_candidates_by_their_iou_at_the_threshold_they_choose(assets, tmp_path,
                                                                                                   monkeypatch):
     import hnanas.search.candidate as candidate
