@@ -46,7 +46,7 @@ from hnanas.errors import ConfigError
 from hnanas.fileio import write_json
 from hnanas.search.config import HalvingConfig, preset_config
 from hnanas.search.rungs import HalvingPruner, halve_batch, rung_epochs
-from hnanas.search.signals import AP_SIGNALS, accuracy_signal
+from hnanas.search.signals import AP_SIGNALS, accuracy_signal, iou_niou
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ledger_signals import pool  # noqa: E402
@@ -58,7 +58,7 @@ def score(rows: list[dict], metric: str, epoch: int) -> float:
     """The strategy's signal of a candidate after ``epoch`` (lower is better), read off its retrain log."""
     upto = [r for r in rows if int(r["epoch"]) <= epoch]
     last = upto[-1]
-    mix = (max((float(r["val_iou"]) + float(r["val_niou"])) / 2 for r in upto) if metric == "best_val_iou_niou"
+    mix = (max(iou_niou(float(r["val_iou"]), float(r["val_niou"])) for r in upto) if metric == "best_val_iou_niou"
            else math.nan)  # logs without nIoU serve every other signal
     return accuracy_signal(metric, float(last["val_loss"]), float(last["loss"]), float(last["val_iou"]),
                            max(float(r["val_iou"]) for r in upto), best_iou_niou=mix)

@@ -30,6 +30,7 @@ from pathlib import Path
 from hnanas.fileio import read_json, read_yaml, write_json
 from hnanas.report.stats import rank_agreement
 from hnanas.runs import read_csv_rows
+from hnanas.search.signals import iou_niou
 
 SIGNALS = {"val_iou": 1.0, "best_val_iou": 1.0, "val_iou_mean3": 1.0, "val_loss": -1.0,
            "train_loss": -1.0, "best_val_iou_niou": 1.0}  # name: sign (higher = better)
@@ -96,7 +97,7 @@ def signal_at(rows: list[dict], name: str, epoch: int) -> float | None:
     if name == "best_val_iou_niou":  # the halving signal of that name: the best (IoU + nIoU) / 2 so far
         if any(r.get("val_niou") in (None, "") for r in upto):
             return None  # a log without nIoU (the table says n/a)
-        return max((float(r["val_iou"]) + float(r["val_niou"])) / 2 for r in upto)
+        return max(iou_niou(float(r["val_iou"]), float(r["val_niou"])) for r in upto)
     if name == "val_iou_mean3":
         return statistics.fmean(float(r["val_iou"]) for r in upto[-3:])
     return SIGNALS[name] * float(upto[-1][COLUMNS.get(name, name)])

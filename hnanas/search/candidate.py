@@ -13,7 +13,7 @@ from hnanas.nas.genotype import Genotype
 from hnanas.nas.models import build_model, nested_spec, set_output_prior
 from hnanas.search.context import SearchContext
 from hnanas.search.objective import search_loss
-from hnanas.search.signals import AP_SIGNALS, accuracy_signal
+from hnanas.search.signals import AP_SIGNALS, accuracy_signal, iou_niou
 from hnanas.train.fastpath import path_named
 from hnanas.train.loop import evaluate, train_epoch
 from hnanas.train.optim import build_optimizer, build_scheduler, warmup_steps
@@ -48,7 +48,7 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
         val = evaluate(model, val_loader, loss_fn=ctx.loss_fn, desc="validate",
                        average_precision=h.metric in AP_SIGNALS, select_threshold=h.select_threshold)
         best_iou = max(best_iou, val["iou"])
-        best_iou_niou = max(best_iou_niou, (val["iou"] + val["niou"]) / 2)
+        best_iou_niou = max(best_iou_niou, iou_niou(val["iou"], val["niou"]))
         signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou, val.get("ap", math.nan),
                                  best_iou_niou)
         score = float(search_loss(torch.tensor(signal), torch.tensor(ms), target_ms, kind=cfg.latency_loss,

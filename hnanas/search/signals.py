@@ -19,6 +19,11 @@ TIE_BREAK = 1e-3
 AP_SIGNALS = ("val_ap", "best_val_iou_ap")  # the signals that need the validation pixels' average precision
 
 
+def iou_niou(iou: float, niou: float) -> float:
+    """One validation's figure for ``best_val_iou_niou`` (its running best is the signal): the mean of IoU and nIoU."""
+    return (iou + niou) / 2
+
+
 def accuracy_signal(metric: str, val_loss: float, train_loss: float, val_iou: float, best_iou: float,
                     val_ap: float = math.nan, best_iou_niou: float = math.nan) -> float:
     """A candidate's accuracy signal after an epoch (lower is better), as ``halving.metric`` names it
