@@ -43,7 +43,7 @@ import optuna
 
 from hnanas.config import assignments, override, to_dict
 from hnanas.errors import ConfigError
-from hnanas.fileio import write_json
+from hnanas.fileio import read_json, write_json
 from hnanas.search.config import HalvingConfig, preset_config
 from hnanas.search.rungs import HalvingPruner, halve_batch, rung_epochs
 from hnanas.search.signals import AP_SIGNALS, accuracy_signal, iou_niou
@@ -54,14 +54,30 @@ from ledger_signals import pool  # noqa: E402
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 
 
-def score(rows: list[dict], metric: str, epoch: int) -> float:
-    """The strategy's signal of a candidate after ``epoch`` (lower is better), read off its retrain log."""
+def score(rows: list[dict], h: HalvingConfig, epoch: int) -> float:
+    """The strategy's score of a candidate after ``epoch`` (lower is better), read off its retrain log: the signal
+    of ``h.metric``, plus ``h.grad_norm_weight`` x the network's ``init_log_grad_norm`` (:func:`attach_proxies`)."""
     upto = [r for r in rows if int(r["epoch"]) <= epoch]
     last = upto[-1]
-    mix = (max(iou_niou(float(r["val_iou"]), float(r["val_niou"])) for r in upto) if metric == "best_val_iou_niou"
+    mix = (max(iou_niou(float(r["val_iou"]), float(r["val_niou"])) for r in upto) if h.metric == "best_val_iou_niou"
            else math.nan)  # logs without nIoU serve every other signal
-    return accuracy_signal(metric, float(last["val_loss"]), float(last["loss"]), float(last["val_iou"]),
-                           max(float(r["val_iou"]) for r in upto), best_iou_niou=mix)
+    prior = h.grad_norm_weight * last["init_log_grad_norm"] if h.grad_norm_weight else 0.0
+    return accuracy_signal(h.metric, float(last["val_loss"]), float(last["loss"]), float(last["val_iou"]),
+                           max(float(r["val_iou"]) for r in upto), best_iou_niou=mix) + prior
+
+
+def attach_proxies(curves: dict, path: Path) -> None:
+    """Give every row of every network's logs its ``init_log_grad_norm`` from ``bench/ledger_proxies.py``'s JSON
+    (computed there by the search's own :func:`hnanas.search.proxies.init_grad_norm`)."""
+    figures = read_json(path)["networks"]
+    missing = sorted(set(curves) - set(figures))
+    if missing:
+        raise SystemExit(f"halving_replay: {path} has no figures of {', '.join(missing[:3])}"
+                         f"{' ...' if len(missing) > 3 else ''}; run bench/ledger_proxies.py on the same ledgers")
+    for name, seeds in curves.items():
+        for _, rows in seeds.values():
+            for r in rows:
+                r["init_log_grad_norm"] = figures[name]["grad_norm"]
 
 
 def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[int, list[int]]:
@@ -78,7 +94,7 @@ def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[i
     def advance(i: int, epoch: int) -> float:
         nonlocal cost
         for e in range(at[i] + 1, epoch + 1):
-            value = score(logs[i], h.metric, e)
+            value = score(logs[i], h, e)
             trials[i].report(value, e)
             trials[i].should_prune()  # registers the value at a rung; the batch's rule decides
         cost += epoch - at[i]
@@ -88,14 +104,14 @@ def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[i
     reached = halve_batch(batch, advance, lambda epoch: [], lo, hi, h.eta)
     for i, epoch in reached.items():
         if epoch == hi:
-            done[i] = score(logs[i], h.metric, hi)
+            done[i] = score(logs[i], h, hi)
             study.tell(trials[i], done[i], state=COMPLETE)
         else:
             study.tell(trials[i], state=PRUNED)
     for i, rows in enumerate(logs[len(batch):], start=len(batch)):
         trial = study.ask()
         for epoch in range(1, hi + 1):
-            value = score(rows, h.metric, epoch)
+            value = score(rows, h, epoch)
             trial.report(value, epoch)
             cost += 1
             if epoch < hi and trial.should_prune():
@@ -115,7 +131,7 @@ def pick(curves: dict, names: list[str], seeds: list[int], h: HalvingConfig, lo:
     if h.final_seeds == 1 or len(finalists) < 2:
         return names[ranked[0]], cost
     runs = seeds[:h.final_seeds]
-    mean = {i: statistics.fmean(score(curves[names[i]][s][1], h.metric, hi) for s in runs) for i in finalists}
+    mean = {i: statistics.fmean(score(curves[names[i]][s][1], h, hi) for s in runs) for i in finalists}
     return names[min(finalists, key=mean.get)], cost + hi * len(finalists) * (h.final_seeds - 1)
 
 
@@ -154,8 +170,8 @@ def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps:
             winner, cost = pick(curves, names, perm, h, *rungs[k])
             record(out[k], truth, names, winner, cost)
         names = order[:max(n.values())]  # the references: the most candidates any variant draws
-        metric = next(iter(variants.values())).metric  # the base config's signal
-        by_signal = min(names, key=lambda x: score(curves[x][perm[0]][1], metric, epochs))
+        base = next(iter(variants.values()))  # the base config's signal
+        by_signal = min(names, key=lambda x: score(curves[x][perm[0]][1], base, epochs))
         record(out["no halving"], truth, names, by_signal, epochs * len(names))
         record(out["oracle"], truth, names, max(names, key=truth.get), epochs * len(names))
     return {k: summary(v) for k, v in out.items()} | {"_rungs": {k: list(r) for k, r in rungs.items()},
@@ -255,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool-bootstrap", type=int, default=0, metavar="B",
                    help="also resample the pool's networks B times and report each variant's gain minus the base "
                         "config's with its 95 %% interval (--reps replays per resample; default 0: off)")
+    p.add_argument("--proxies", type=Path, default=None, metavar="JSON",
+                   help="bench/ledger_proxies.py's figures of the same networks: needed by grad_norm_weight > 0")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     args = p.parse_args(argv)
     if args.train_images < 1 or args.reps < 1 or args.pool_bootstrap < 0:
@@ -263,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{', '.join(args.sets)}", preset_config(args.preset).halving)
     variants = dict([(label, base), *(parse_variant(v, base) for v in args.variant)])
     curves, sources = pool(args.ledger)
+    if args.proxies is not None:
+        attach_proxies(curves, args.proxies)
+    elif any(h.grad_norm_weight for h in variants.values()):
+        raise SystemExit("halving_replay: grad_norm_weight needs each network's initial gradient norm; pass "
+                         "--proxies JSON (bench/ledger_proxies.py on the same ledgers)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     result = replay(curves, variants, args.train_images, args.reps, args.seed)
     boot = (pool_bootstrap(curves, variants, args.train_images, args.reps, args.seed, args.pool_bootstrap)
@@ -274,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result, sd, boot))
     if args.json is not None:
         write_json(args.json, {"ledger": [str(x) for x in args.ledger], "networks": len(curves),
+                               "proxies": None if args.proxies is None else str(args.proxies),
                                "pooled_seed_sd": sd, "reps": args.reps, "seed": args.seed,
                                "train_images": args.train_images, "result": result, "sources": sources,
                                "pool_bootstrap": {"resamples": args.pool_bootstrap, "versus_base": boot},

@@ -127,3 +127,22 @@ def test_the_pool_bootstrap_judges_every_resample_by_the_whole_pools_budget(tmp_
     # resamples without n1 (about a third of them) are still replayed at the 3-epoch budget
     assert bench.main([str(ledger), *RUNGS, "--reps", "5", "--pool-bootstrap", "8",
                        "--json", str(tmp_path / "out.json")]) == 0
+
+
+def test_a_heavy_gradient_norm_weight_picks_by_the_proxy_and_needs_the_proxies_file(tmp_path):
+    bench = load_bench("halving_replay")
+    ledger = make_ledger(tmp_path / "ledger")
+    variant = "proxy: grad_norm_weight=100"
+    with pytest.raises(SystemExit, match="--proxies"):
+        bench.main([str(ledger), *RUNGS, "--reps", "2", "--variant", variant])
+    write_json(tmp_path / "short.json", {"networks": {"n1": {"grad_norm": 0.0}}})
+    with pytest.raises(SystemExit, match="no figures of n2"):
+        bench.main([str(ledger), *RUNGS, "--reps", "2", "--proxies", str(tmp_path / "short.json")])
+    # ln grad norm rising with test IoU: weighed 100x the signal, it ranks the networks backwards, so the proxy
+    # variant picks the worst candidate drawn; weighed 0 (the base), the replay is unchanged by the file
+    write_json(tmp_path / "proxies.json", {"networks": {n: {"grad_norm": iou} for n, iou in NETS.items()}})
+    assert bench.main([str(ledger), *RUNGS, "--reps", "30", "--variant", variant, "--proxies",
+                       str(tmp_path / "proxies.json"), "--json", str(tmp_path / "out.json")]) == 0
+    res = read_json(tmp_path / "out.json")["result"]
+    assert res[BASE]["gain"] == pytest.approx(res["oracle"]["gain"])
+    assert res["proxy"]["percentile"] < 0.2 and res["proxy"]["gain"] < 0

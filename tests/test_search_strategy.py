@@ -554,3 +554,64 @@ def test_a_startup_batch_out_of_time_stops_the_rest_and_finishes_its_best(assets
     assert sorted(r for r in rows if r[0] != "2") == sorted(
         [(str(info["best_trial"]), "1", "running"), (str(info["best_trial"]), "2", "running"),
          (str(info["best_trial"]), "3", "complete"), (str(1 - info["best_trial"]), "1", "stopped")])
+
+
+def test_init_grad_norm_is_the_mean_log_gradient_norm_of_fixed_initialisations_and_keeps_the_rng():
+    import math
+
+    import torch
+
+    from hnanas.nas.models import build_model, nested_spec
+    from hnanas.search.proxies import INIT_SEED, grad_norm, init_grad_norm
+    from hnanas.train.optim import build_train_loss
+
+    space = load_space("tiny")
+    g = named_genotypes(space)["dnanet_res3"]
+    loss_fn = build_train_loss("softiou+bce")
+    gen = torch.Generator().manual_seed(3)
+    batches = [(torch.rand(2, 1, 32, 32, generator=gen), (torch.rand(2, 1, 32, 32, generator=gen) > 0.9).float())
+               for _ in range(2)]
+    build = lambda: build_model(nested_spec(space, g))  # noqa: E731
+    torch.manual_seed(7)
+    before = torch.rand(1)
+    torch.manual_seed(7)
+    value = init_grad_norm(build, batches, loss_fn)
+    assert torch.rand(1) == before  # the caller's random stream goes on as if nothing had been drawn
+    logs = []
+    for i, (x, y) in enumerate(batches):
+        torch.manual_seed(INIT_SEED + i)
+        logs.append(math.log(grad_norm(build(), x, y, loss_fn)))
+    assert value == pytest.approx(sum(logs) / 2) and logs[0] != logs[1]
+    assert init_grad_norm(build, batches, loss_fn) == value  # fixed seeds: the same network scores the same
+    with pytest.raises(ValueError, match="at least one"):
+        init_grad_norm(build, [], loss_fn)
+    with pytest.raises(ValueError, match="grad_norm_weight"):
+        HalvingConfig(grad_norm_weight=-0.1)
+
+
+def test_halving_grad_norm_weight_adds_the_initial_log_gradient_norm_to_every_epochs_signal(assets, tmp_path):
+    space = load_space("tiny")
+    budget = LatencyTable.load(assets["table"], space=space).predict(named_genotypes(space)["dnanet_res3"],
+                                                                     space).total_ms
+    changes = {"latency_loss": "hinge", "latency_weight": 1.0, "target_latency_ms": budget, "halving.floor": 0.5,
+               "halving.metric": "best_val_iou", "halving.trials": 3}
+    rows = {}
+    for w in (0.0, 0.5):
+        run_search(_halving(assets, **changes, **{"halving.grad_norm_weight": w}), tmp_path / f"w{w}")
+        with open(tmp_path / f"w{w}" / "trials.csv") as f:
+            rows[w] = [r for r in csv.DictReader(f) if r["epoch"] != "0"]
+    assert rows[0.0] and all(r["init_log_grad_norm"] == "" for r in rows[0.0])  # not computed at weight 0
+    best = {}
+    for r in rows[0.5]:
+        best[r["trial"]] = max(best.get(r["trial"], 0.0), float(r["val_iou"]))
+        # inside the budget the score is best_val_iou's signal + 0.5 x ln(grad norm at initialisation)
+        assert float(r["score"]) == pytest.approx(1 - best[r["trial"]] + 1e-3 * float(r["val_loss"])
+                                                  + 0.5 * float(r["init_log_grad_norm"]), abs=5e-6)
+    per_trial = {}
+    for r in rows[0.5]:
+        per_trial.setdefault(r["trial"], set()).add(r["init_log_grad_norm"])
+    assert all(len(v) == 1 for v in per_trial.values())  # one figure per candidate, computed before it trains
+    assert len({next(iter(v)) for v in per_trial.values()}) == len(per_trial) >= 2  # networks differ
+    # the proxy is drawn from its own seeds: the candidates train exactly as without it
+    assert [(r["trial"], r["val_iou"], r["train_loss"]) for r in rows[0.5]][:1] == \
+        [(r["trial"], r["val_iou"], r["train_loss"]) for r in rows[0.0]][:1]

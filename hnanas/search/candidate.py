@@ -13,6 +13,7 @@ from hnanas.nas.genotype import Genotype
 from hnanas.nas.models import build_model, nested_spec, set_output_prior
 from hnanas.search.context import SearchContext
 from hnanas.search.objective import search_loss
+from hnanas.search.proxies import init_grad_norm
 from hnanas.search.signals import AP_SIGNALS, accuracy_signal, iou_niou
 from hnanas.train.fastpath import path_named
 from hnanas.train.loop import evaluate, train_epoch
@@ -28,8 +29,16 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
     objective with the accuracy signal of ``halving.metric``; ``val_iou`` at 0.5, or with
     ``halving.select_threshold`` at the threshold with the best IoU at that validation. Run 0 is the search's (its
     seed, the crops of epochs 0, 1, ...: every candidate sees the same); run k > 0 starts from other weights (seed + k x
-    :data:`RUN_SEED_STRIDE`) and sees other crops (those of epochs k x ``epochs``, ...)."""
+    :data:`RUN_SEED_STRIDE`) and sees other crops (those of epochs k x ``epochs``, ...). With
+    ``halving.grad_norm_weight`` w the signal gains w x ``init_log_grad_norm`` (logged in each row; empty at w 0)."""
     cfg, h = ctx.cfg, ctx.cfg.halving
+    prior = 0.0  # the signal's architecture term: halving.grad_norm_weight x ln(grad norm at initialisation)
+    log_grad_norm: float | str = ""
+    if h.grad_norm_weight:
+        log_grad_norm = init_grad_norm(lambda: build_model(nested_spec(ctx.space, g)).to(ctx.device),
+                                       [(x.to(ctx.device), y.to(ctx.device)) for x, y in
+                                        ctx.proxy_batches(h.grad_norm_batches)], ctx.loss_fn)
+        prior = h.grad_norm_weight * log_grad_norm
     torch.manual_seed(cfg.seed + RUN_SEED_STRIDE * run)
     model = build_model(nested_spec(ctx.space, g)).to(ctx.device)
     set_output_prior(model, cfg.output_prior)
@@ -50,9 +59,9 @@ def train_candidate(ctx: SearchContext, g: Genotype, ms: float, *, epochs: int, 
         best_iou = max(best_iou, val["iou"])
         best_iou_niou = max(best_iou_niou, iou_niou(val["iou"], val["niou"]))
         signal = accuracy_signal(h.metric, val["loss"], stats["loss"], val["iou"], best_iou, val.get("ap", math.nan),
-                                 best_iou_niou)
+                                 best_iou_niou) + prior
         score = float(search_loss(torch.tensor(signal), torch.tensor(ms), target_ms, kind=cfg.latency_loss,
                                   weight=cfg.latency_weight, alpha=cfg.mul_log_alpha, beta=cfg.mul_log_beta))
         yield {"epoch": epoch, "predicted_ms": round(ms, 4), "train_loss": stats["loss"], "val_loss": val["loss"],
-               "val_iou": val["iou"], "val_niou": val["niou"], "score": score,
+               "val_iou": val["iou"], "val_niou": val["niou"], "init_log_grad_norm": log_grad_norm, "score": score,
                "seconds": round(time.perf_counter() - start, 1)}  # + validation

@@ -56,6 +56,12 @@ class HalvingConfig:
     # tie-break (nIoU, the per-image mean IoU, weighs every image alike where IoU pools their pixels)
     metric: Literal["val_loss", "train_loss", "val_iou", "best_val_iou", "val_ap", "best_val_iou_ap",
                     "best_val_iou_niou"] = "val_loss"
+    # weight w of the candidate's ln gradient norm at initialisation (hnanas.search.proxies.init_grad_norm: the mean
+    # over grad_norm_batches fixed training batches, one fixed initialisation each) added to its signal at every
+    # epoch: score = signal + w * ln(grad norm). A second opinion that costs no training: on the search-vs-random
+    # ledgers a lower initial gradient norm goes with a higher test IoU (bench/ledger_proxies.py); 0: not computed
+    grad_norm_weight: float = 0.0
+    grad_norm_batches: int = 3
     val_images: int | None = None  # validation images scored per epoch; None: the whole validation subset
     # a candidate's validation IoU (val_iou, best_val_iou) at the threshold of hnanas.metrics.THRESHOLD_GRID with
     # the best IoU at that validation, instead of at 0.5: as a retrain with train.select_threshold chooses and is
@@ -100,6 +106,9 @@ class HalvingConfig:
             raise ValueError(f"need val_images >= 1 or None (got {self.val_images})")
         if self.time_limit_min is not None and not self.time_limit_min > 0:
             raise ValueError(f"need time_limit_min > 0 or None (got {self.time_limit_min})")
+        if self.grad_norm_weight < 0 or self.grad_norm_batches < 1:
+            raise ValueError(f"need grad_norm_weight >= 0 and grad_norm_batches >= 1 (got {self.grad_norm_weight}, "
+                             f"{self.grad_norm_batches})")
         if not 0 <= self.floor < 1 or self.min_lr < 0:
             raise ValueError(f"need 0 <= floor < 1 and min_lr >= 0 (got floor {self.floor}, min_lr {self.min_lr})")
 

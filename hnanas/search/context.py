@@ -95,6 +95,13 @@ class SearchContext:
             val = Subset(val, range(cfg.val_images))
         self.val_loader = eval_loader(val)
 
+    def proxy_batches(self, n: int) -> list:
+        """The first ``n`` training batches of epoch 0 as (images, masks): the same for every candidate (kept)."""
+        if len(getattr(self, "_proxy_batches", [])) < n:
+            self.set_train_epoch(0)
+            self._proxy_batches = [(b[0], b[1]) for b, _ in zip(self.train_loader, range(n))]
+        return self._proxy_batches[:n]
+
     def set_train_epoch(self, epoch: int) -> None:
         """Training crops and order of (seed, ``epoch``)."""
         self.data.train.set_epoch(epoch)

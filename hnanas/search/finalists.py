@@ -18,8 +18,8 @@ from hnanas.progress import progress
 from hnanas.runs import CsvLog
 
 log = logging.getLogger("hnanas.search")
-FINAL_FIELDS = ["trial", "run", "epoch", "predicted_ms", "train_loss", "val_loss", "val_iou", "val_niou", "score",
-                "seconds"]
+FINAL_FIELDS = ["trial", "run", "epoch", "predicted_ms", "train_loss", "val_loss", "val_iou", "val_niou",
+                "init_log_grad_norm", "score", "seconds"]
 Train = Callable[[optuna.trial.FrozenTrial, int], Iterator[dict]]
 
 

@@ -66,8 +66,8 @@ STUDY = "halving.db"
 # already trained) and ends with the candidates it has (on the Intel Xeon the 14 ms NUAA-SIRST search drew 320
 # for 15 trained, and used to fail there after 35 minutes of training)
 DRAWS_PER_TRIAL = 20
-FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "val_iou", "val_niou", "score",
-          "seconds"]
+FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "val_iou", "val_niou",
+          "init_log_grad_norm", "score", "seconds"]
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 

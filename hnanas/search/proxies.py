@@ -4,7 +4,8 @@
   :func:`grad_norm` (the norm of the loss gradient), :func:`snip` (sum of |gradient x weight|) and
   :func:`synflow` (sum of weight x d(sum of outputs)/d(weight) with every weight made positive and an all-ones
   input, float64, no data). On dense prediction tasks they are unreliable (White et al.; ``search-eval.md``):
-  measure them on this space before trusting them (``bench/rank_quality.py``).
+  measure them on this space before trusting them (``bench/rank_quality.py``, ``bench/ledger_proxies.py``).
+  :func:`init_grad_norm` is the one the ``halving`` strategy can weigh into its signal.
 - Inherited weights of a one-shot supernet (:class:`hnanas.search.supernet.OneShotSupernet`): :func:`one_shot_forward`
   trains it on one randomly drawn sub-network per step; :func:`recalibrate_bn` re-estimates the batch-norm
   statistics of one sub-network on training batches before it is scored (shared statistics belong to no
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 from typing import Callable, Iterable
 
@@ -36,6 +38,26 @@ def grad_norm(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_
     """Euclidean norm of the loss gradient over all weights (a copy of ``model`` is used)."""
     pairs = _loss_and_grads(copy.deepcopy(model), images, masks, loss_fn)
     return float(torch.sqrt(sum((g.double() ** 2).sum() for _, g in pairs)))
+
+
+INIT_SEED = 1000  # torch seed of the first initialisation init_grad_norm scores (not a retrain's or candidate's seed)
+
+
+def init_grad_norm(build: Callable[[], nn.Module], batches: list, loss_fn: Callable) -> float:
+    """The mean over ``batches`` ((images, masks) pairs) of ln :func:`grad_norm` of a fresh network from ``build``,
+    one initialisation per batch (torch seeds INIT_SEED, INIT_SEED + 1, ...; the caller's random state is kept).
+    One batch and one initialisation vary it by about 0.25 on this space, the networks differ by about 0.45 (sd).
+    On the search-vs-random ledgers a *lower* value goes with a higher test IoU on both datasets (Kendall tau
+    -0.33 and -0.29 pooled, -0.28 and -0.35 over the random networks alone; ``bench/ledger_proxies.py``), which is
+    how ``halving.grad_norm_weight`` uses it."""
+    if not batches:
+        raise ValueError("init_grad_norm needs at least one (images, masks) batch")
+    logs = []
+    with torch.random.fork_rng():
+        for i, (images, masks) in enumerate(batches):
+            torch.manual_seed(INIT_SEED + i)
+            logs.append(math.log(grad_norm(build(), images, masks, loss_fn)))
+    return sum(logs) / len(logs)
 
 
 def snip(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: Callable) -> float:
