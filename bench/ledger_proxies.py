@@ -12,7 +12,9 @@ over the held-out splits, so the two tables compare), and against the 3-seed mea
 Then the proxies as a second opinion beside one run's best validation IoU so far (the ``cpu`` preset's halving
 signal): after each epoch, the networks ranked by rank(signal) + w * rank(proxy) (ranks as fractions of the pool),
 for each proxy and ``--weights``. A rank among the pooled networks is not what a halving rung sees (its own
-candidates), so this is a read-off, not a search. Minutes of CPU (one forward and backward per network and seed):
+candidates), so this is a read-off, not a search; the last table scores what a rung does compare: the halving
+score with ``halving.grad_norm_weight`` w, best_val_iou's signal + w x ln(initial gradient norm), for
+``--grad-norm-weights`` (``bench/halving_replay.py --proxies`` replays the search with it). Minutes of CPU (one forward and backward per network and seed):
 
     B=bench/data/search_vs_random_NUAA-SIRST
     python bench/ledger_proxies.py ${B}_cpu14 ${B}_cpu42 ... --dataset ../shared/datasets/NUAA-SIRST \
@@ -40,6 +42,7 @@ from hnanas.nas.space import load_space  # noqa: E402
 from hnanas.ops.counting import count_macs, count_params  # noqa: E402
 from hnanas.pipeline.budget import Budget, budget_config  # noqa: E402
 from hnanas.report.stats import rank_agreement  # noqa: E402
+from hnanas.search.signals import accuracy_signal  # noqa: E402
 from hnanas.search.proxies import INIT_SEED, init_grad_norm, snip, synflow  # noqa: E402
 from hnanas.train.loaders import EpochSampler  # noqa: E402
 from hnanas.train.optim import build_train_loss  # noqa: E402
@@ -85,7 +88,23 @@ def fractional_ranks(values: dict[str, float]) -> dict[str, float]:
     return {n: i / max(len(order) - 1, 1) for i, n in enumerate(order)}
 
 
-def score(curves: dict, proxies: dict, roles: dict[str, str], weights: list[float]) -> dict:
+def mean_tau(taus) -> float | None:
+    """The mean of the defined taus (a constant signal has none); None if there is none."""
+    taus = [t for t in taus if t is not None]
+    return statistics.fmean(taus) if taus else None
+
+
+def halving_score(rows: list[dict], epoch: int, log_grad_norm: float, weight: float) -> float:
+    """The ``cpu`` preset's halving score after ``epoch`` with ``halving.grad_norm_weight`` ``weight`` (lower is
+    better): best_val_iou's signal + weight x ln(initial gradient norm)."""
+    upto = [r for r in rows if int(r["epoch"]) <= epoch]
+    return (accuracy_signal("best_val_iou", float(upto[-1]["val_loss"]), float(upto[-1]["loss"]),
+                            float(upto[-1]["val_iou"]), max(float(r["val_iou"]) for r in upto))
+            + weight * log_grad_norm)
+
+
+def score(curves: dict, proxies: dict, roles: dict[str, str], weights: list[float],
+          grad_norm_weights: list[float]) -> dict:
     seeds = sorted(set.intersection(*(set(s) for s in curves.values())))
     cuts = splits(seeds, 1, None)
     truth = {k: {n: statistics.fmean(c[t][0] for t in tr) for n, c in curves.items()} for k, (_, tr) in cuts.items()}
@@ -95,7 +114,7 @@ def score(curves: dict, proxies: dict, roles: dict[str, str], weights: list[floa
         sig = {n: proxies[n][p] for n in curves}
         taus = [rank_agreement(sig, truth[k])["kendall_tau"] for k in cuts]
         rand = [n for n in curves if roles[n] == "random"]  # drawn by the prior: no search chose them
-        alone[p] = {"tau_heldout": statistics.fmean(taus), "tau_all_seeds": rank_agreement(sig, full)["kendall_tau"],
+        alone[p] = {"tau_heldout": mean_tau(taus), "tau_all_seeds": rank_agreement(sig, full)["kendall_tau"],
                     "tau_random_only": rank_agreement({n: sig[n] for n in rand}, full)["kendall_tau"],
                     "n_random": len(rand)}
     epochs = min(int(c[s][1][-1]["epoch"]) for c in curves.values() for s in seeds)
@@ -109,10 +128,17 @@ def score(curves: dict, proxies: dict, roles: dict[str, str], weights: list[floa
                     r = fractional_ranks(run)
                     q = fractional_ranks({n: value(proxies[n], p) for n in curves}) if p else {n: 0.0 for n in curves}
                     taus.append(rank_agreement({n: r[n] + w * q[n] for n in curves}, truth[k])["kendall_tau"])
-                mixed.append({"epoch": epoch, "proxy": p, "weight": w, "tau": statistics.fmean(taus)})
-    ceiling = statistics.fmean(rank_agreement({n: c[sig[0]][0] for n, c in curves.items()}, truth[k])["kendall_tau"]
+                mixed.append({"epoch": epoch, "proxy": p, "weight": w, "tau": mean_tau(taus)})
+    halving = []
+    for epoch in range(1, epochs + 1):
+        for w in (0.0, *grad_norm_weights):
+            taus = [rank_agreement({n: -halving_score(c[sig[0]][1], epoch, proxies[n]["grad_norm"], w)
+                                    for n, c in curves.items()}, truth[k])["kendall_tau"] for k, (sig, _) in cuts.items()]
+            halving.append({"epoch": epoch, "grad_norm_weight": w, "tau": mean_tau(taus)})
+    ceiling = mean_tau(rank_agreement({n: c[sig[0]][0] for n, c in curves.items()}, truth[k])["kendall_tau"]
                                for k, (sig, _) in cuts.items())
-    return {"seeds": seeds, "alone": alone, "with_best_val_iou": mixed, "ceiling_tau": ceiling}
+    return {"seeds": seeds, "alone": alone, "with_best_val_iou": mixed, "halving_score": halving,
+            "ceiling_tau": ceiling}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--weights", type=float, nargs="+", default=[0.25, 0.5, 1.0],
                    help="weights of a proxy's rank beside the validation signal's")
+    p.add_argument("--grad-norm-weights", type=float, nargs="+", default=[0.05, 0.1, 0.2],
+                   help="halving.grad_norm_weight values whose halving score is scored too")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     curves, sources = pool(args.ledger)
@@ -150,20 +178,26 @@ def main(argv: list[str] | None = None) -> int:
         roles[src["network"]] = nets[name]["role"]
         print(f"{i + 1}/{len(sources)} {src['network']}: " + ", ".join(
             f"{k} {v:.4g}" for k, v in proxies[src["network"]].items()), flush=True)
-    result = score(curves, proxies, roles, args.weights)
-    print(f"{len(curves)} networks; ceiling (one seed's test IoU vs the others' mean) {result['ceiling_tau']:+.2f}")
+    result = score(curves, proxies, roles, args.weights, args.grad_norm_weights)
+    fmt = lambda v: "n/a" if v is None else f"{v:+.2f}"  # noqa: E731
+    print(f"{len(curves)} networks; ceiling (one seed's test IoU vs the others' mean) {fmt(result['ceiling_tau'])}")
     n_random = next(iter(result["alone"].values()))["n_random"]
     print(f"| proxy | tau vs held-out seeds | tau vs 3-seed mean | the {n_random} random networks only |\n|---|---|---|---|")
     for k, v in result["alone"].items():
-        print(f"| {k} | {v['tau_heldout']:+.2f} | {v['tau_all_seeds']:+.2f} | {v['tau_random_only']:+.2f} |")
+        print(f"| {k} | {fmt(v['tau_heldout'])} | {fmt(v['tau_all_seeds'])} | {fmt(v['tau_random_only'])} |")
     epochs = sorted({r["epoch"] for r in result["with_best_val_iou"]})
     cols = [(r["proxy"], r["weight"]) for r in result["with_best_val_iou"] if r["epoch"] == 1]
     print("| best_val_iou + w * proxy | " + " | ".join(f"ep {e}" for e in epochs) + " |")
     print("|---|" + "---|" * len(epochs))
     for proxy, w in cols:
         taus = [r["tau"] for r in result["with_best_val_iou"] if (r["proxy"], r["weight"]) == (proxy, w)]
-        print(f"| {proxy or 'alone'}{'' if proxy is None else f' x{w}'} | " + " | ".join(f"{t:+.2f}" for t in taus)
+        print(f"| {proxy or 'alone'}{'' if proxy is None else f' x{w}'} | " + " | ".join(fmt(t) for t in taus)
               + " |")
+    print("| halving score (best_val_iou), grad_norm_weight | " + " | ".join(f"ep {e}" for e in epochs) + " |")
+    print("|---|" + "---|" * len(epochs))
+    for w in (0.0, *args.grad_norm_weights):
+        taus = [r["tau"] for r in result["halving_score"] if r["grad_norm_weight"] == w]
+        print(f"| {w:g} | " + " | ".join(fmt(t) for t in taus) + " |")
     if args.json:
         write_json(args.json, {"networks": proxies, "roles": roles, "sources": sources, **result,
                                "command": " ".join(["python", "bench/ledger_proxies.py",

@@ -469,6 +469,9 @@ def test_the_cpu_preset_is_the_halving_search_with_retrains_optimiser_on_128px_c
     assert h.sync_startup is False
     sync = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--sync-startup"])).halving
     assert sync.sync_startup is True and sync.startup_trials == h.startup_trials
+    assert h.grad_norm_weight == 0.0  # the preset does not weigh the initial gradient norm
+    gn = config_from_args(build_parser().parse_args(["search", "--preset", "cpu", "--grad-norm-weight", "0.1"]))
+    assert gn.halving.grad_norm_weight == 0.1 and gn.halving.grad_norm_batches == 3
     with pytest.raises(ValueError, match="final_seeds"):
         HalvingConfig(final_seeds=0)
     quick = build_config("quick", {"genotype": "dnanet_res3", "space": "rep_nested"})  # retrain's quick preset

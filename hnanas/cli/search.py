@@ -23,7 +23,8 @@ prices within T, and above --floor x T) for --rungs epochs, stopping all but the
 --signal plus the same latency term; it writes trials.csv, halving.db (the Optuna study) and halving.png,
 resumable too. --preset cpu is that search sized for a 2-core CPU on the real datasets (about an hour on
 NUDT-SIRST: 16 candidates on 128-px crops with retrain's quick optimiser, rungs 2:8:3 on 530 training images
-scaled to the split's size, signal best_val_iou). --final-seeds 2 trains the best two finishers once more from
+scaled to the split's size, signal best_val_iou). --grad-norm-weight W adds W x ln(the candidate's gradient
+norm at initialisation) to that signal. --final-seeds 2 trains the best two finishers once more from
 other seeds and returns the better on average (logged in finalists.csv; 6-18 min more with the cpu preset).
 --sync-startup halves the random start-up candidates as one batch (synchronous successive halving) instead of
 one by one, where the first candidate drawn always trains to the end. --select-threshold ranks candidates by
@@ -80,6 +81,11 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
                         "the validation pixels' average precision, threshold-free, which tells apart candidates "
                         "whose IoU is still 0; best_val_iou_ap: best_val_iou with ties broken by that; "
                         "best_val_iou_niou: the best mean of validation IoU and nIoU so far)")
+    p.add_argument("--grad-norm-weight", type=float, metavar="W",
+                   help="halving: add W x ln(the candidate's gradient norm at initialisation, on fixed training "
+                        "batches) to its signal at every epoch, a second opinion that costs no training: on the "
+                        "comparisons' networks a lower initial gradient norm goes with a higher test IoU (default 0: "
+                        "not computed; measured at 0.1, docs/results.md)")
     p.add_argument("--final-seeds", type=int, metavar="K",
                    help="halving: train the best two candidates that finish (halving.finalists) K - 1 more times "
                         "from other initial weights and crops and return the one with the best mean final score "
@@ -167,6 +173,7 @@ def config_from_args(args):
         "train_device": args.train_device, "stage2.mode": args.stage2_mode, "precision": args.precision,
         "strategy": args.strategy, "halving.trials": args.candidates, "halving.metric": args.signal,
         "halving.floor": args.floor, "halving.final_seeds": args.final_seeds,
+        "halving.grad_norm_weight": args.grad_norm_weight,
         "halving.time_limit_min": NULL if args.time_limit == 0 else args.time_limit,
         "halving.sync_startup": args.sync_startup,
         "halving.select_threshold": args.select_threshold,
