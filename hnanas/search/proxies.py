@@ -46,7 +46,7 @@ INIT_SEED = 1000  # torch seed of the first initialisation init_grad_norm scores
 def init_grad_norm(build: Callable[[], nn.Module], batches: list, loss_fn: Callable) -> float:
     """The mean over ``batches`` ((images, masks) pairs) of ln :func:`grad_norm` of a fresh network from ``build``,
     one initialisation per batch (torch seeds INIT_SEED, INIT_SEED + 1, ...; the caller's random state is kept).
-    One batch and one initialisation vary it by about 0.25 on this space, the networks differ by about 0.45 (sd).
+    One batch and one initialisation vary it by about 0.25 on this space, the networks differ by about 0.5 (sd).
     On the search-vs-random ledgers a *lower* value goes with a higher test IoU on both datasets (Kendall tau
     -0.33 and -0.29 pooled, -0.28 and -0.35 over the random networks alone; ``bench/ledger_proxies.py``), which is
     how ``halving.grad_norm_weight`` uses it."""
