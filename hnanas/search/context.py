@@ -94,10 +94,11 @@ class SearchContext:
         if cfg.val_images is not None and cfg.val_images < len(val):
             val = Subset(val, range(cfg.val_images))
         self.val_loader = eval_loader(val)
+        self._proxy_batches: list = []  # proxy_batches' batches, loaded once
 
     def proxy_batches(self, n: int) -> list:
         """The first ``n`` training batches of epoch 0 as (images, masks): the same for every candidate (kept)."""
-        if len(getattr(self, "_proxy_batches", [])) < n:
+        if len(self._proxy_batches) < n:
             self.set_train_epoch(0)
             self._proxy_batches = [(b[0], b[1]) for b, _ in zip(self.train_loader, range(n))]
         return self._proxy_batches[:n]
