@@ -24,6 +24,7 @@ score with ``halving.grad_norm_weight`` w, best_val_iou's signal + w x ln(initia
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import sys
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from halving_replay import score as replay_score  # noqa: E402
 from ledger_signals import pool, signal_at, splits  # noqa: E402
 
 from hnanas.data import build_data  # noqa: E402
@@ -42,7 +44,7 @@ from hnanas.nas.space import load_space  # noqa: E402
 from hnanas.ops.counting import count_macs, count_params  # noqa: E402
 from hnanas.pipeline.budget import Budget, budget_config  # noqa: E402
 from hnanas.report.stats import rank_agreement  # noqa: E402
-from hnanas.search.signals import accuracy_signal  # noqa: E402
+from hnanas.search.config import preset_config  # noqa: E402
 from hnanas.search.proxies import INIT_SEED, init_grad_norm, snip, synflow  # noqa: E402
 from hnanas.train.loaders import EpochSampler  # noqa: E402
 from hnanas.train.optim import build_train_loss  # noqa: E402
@@ -96,11 +98,9 @@ def mean_tau(taus) -> float | None:
 
 def halving_score(rows: list[dict], epoch: int, log_grad_norm: float, weight: float) -> float:
     """The ``cpu`` preset's halving score after ``epoch`` with ``halving.grad_norm_weight`` ``weight`` (lower is
-    better): best_val_iou's signal + weight x ln(initial gradient norm)."""
-    upto = [r for r in rows if int(r["epoch"]) <= epoch]
-    return (accuracy_signal("best_val_iou", float(upto[-1]["val_loss"]), float(upto[-1]["loss"]),
-                            float(upto[-1]["val_iou"]), max(float(r["val_iou"]) for r in upto))
-            + weight * log_grad_norm)
+    better): best_val_iou's signal + weight x ln(initial gradient norm), as ``bench/halving_replay.py`` scores it."""
+    h = dataclasses.replace(preset_config("cpu").halving, metric="best_val_iou", grad_norm_weight=weight)
+    return replay_score([{**r, "init_log_grad_norm": log_grad_norm} for r in rows], h, epoch)
 
 
 def score(curves: dict, proxies: dict, roles: dict[str, str], weights: list[float],
@@ -119,15 +119,15 @@ def score(curves: dict, proxies: dict, roles: dict[str, str], weights: list[floa
                     "n_random": len(rand)}
     epochs = min(int(c[s][1][-1]["epoch"]) for c in curves.values() for s in seeds)
     mixed = []
+    q_of = {p: fractional_ranks({n: value(proxies[n], p) for n in curves}) if p else dict.fromkeys(curves, 0.0)
+            for p in (None, *PROXIES, *(f"-{q}" for q in PROXIES))}
     for epoch in range(1, epochs + 1):
-        for p in (None, *PROXIES, *(f"-{q}" for q in PROXIES)):
+        r_of = {k: fractional_ranks({n: signal_at(c[sig[0]][1], "best_val_iou", epoch) for n, c in curves.items()})
+                for k, (sig, _) in cuts.items()}
+        for p, q in q_of.items():
             for w in ([0.0] if p is None else weights):
-                taus = []
-                for k, (sig_seeds, _) in cuts.items():
-                    run = {n: signal_at(c[sig_seeds[0]][1], "best_val_iou", epoch) for n, c in curves.items()}
-                    r = fractional_ranks(run)
-                    q = fractional_ranks({n: value(proxies[n], p) for n in curves}) if p else {n: 0.0 for n in curves}
-                    taus.append(rank_agreement({n: r[n] + w * q[n] for n in curves}, truth[k])["kendall_tau"])
+                taus = [rank_agreement({n: r_of[k][n] + w * q[n] for n in curves}, truth[k])["kendall_tau"]
+                        for k in cuts]
                 mixed.append({"epoch": epoch, "proxy": p, "weight": w, "tau": mean_tau(taus)})
     halving = []
     for epoch in range(1, epochs + 1):
