@@ -341,6 +341,41 @@ def test_halving_under_a_time_limit_starts_no_candidate_after_it_and_stops_the_o
         HalvingConfig(time_limit_min=0)
 
 
+def test_a_search_the_time_limit_ended_trains_on_when_resumed_with_a_new_limit(assets, tmp_path, monkeypatch,
+                                                                               caplog, capsys):
+    import logging
+
+    from hnanas.cli import main
+    from hnanas.search.halving import Halving
+
+    real = Halving.train
+
+    def a_minute_an_epoch(self, *args, **kwargs):
+        for row in real(self, *args, **kwargs):
+            yield {**row, "seconds": 60.0}
+
+    monkeypatch.setattr(Halving, "train", a_minute_an_epoch)
+    out = tmp_path / "t"
+    with caplog.at_level(logging.WARNING, logger="hnanas.search"):
+        run_search(_halving(assets, **{"halving.time_limit_min": 4}), out)
+    assert "2 of 5 candidates trained" in caplog.text and f"search --out {out} --resume --time-limit 0" in caplog.text
+    with open(out / "trials.csv") as f:
+        first = list(csv.DictReader(f))
+    assert main(["search", "--out", str(out), "--resume", "--time-limit", "-1"]) == 2
+    assert "--time-limit -1: give minutes > 0, or 0 for no limit" in capsys.readouterr().err
+    assert read_yaml(out / "config.yaml")["halving"]["time_limit_min"] == 4
+
+    assert main(["search", "--out", str(out), "--resume", "--time-limit", "0"]) == 0
+    assert read_yaml(out / "config.yaml")["halving"]["time_limit_min"] is None  # the run records what it ran with
+    info = json.loads((out / "genotype.json").read_text())["info"]["halving"]
+    assert info["trained"] == 5 and info["time_limited"] is False
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[:len(first)] == first  # the first run's candidates stand as they were (candidate 1 stays stopped)
+    assert len({r["trial"] for r in rows}) > len({r["trial"] for r in first})
+    assert info["candidate_minutes"] == sum(float(r["seconds"]) for r in rows if r["seconds"]) / 60
+
+
 def test_halving_out_of_draws_ends_with_the_candidates_it_trained(assets, tmp_path, monkeypatch, caplog):
     import logging
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hnanas.cli.common import add_dataset_options, add_deprecated_alias, dataset_changes
-from hnanas.config import NULL
+from hnanas.config import NULL, override
 from hnanas.errors import HnanasError
 
 HELP = """Differentiable two-stage search over a nested supernet, priced by a measured latency table.
@@ -103,7 +103,8 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
                         "epoch seconds, a resumed search's earlier ones included) and stop the one in training "
                         "after its epoch unless none has finished yet; fewer candidates on a slower machine, so "
                         "the result depends on the machine (default: the cpu preset's 55, so that its search "
-                        "keeps to the hour; 0: no limit)")
+                        "keeps to the hour; 0: no limit). With --resume, the one setting a resumed search takes: "
+                        "a search the limit ended trains on to its number of candidates")
     p.add_argument("--val-images", type=int, metavar="N",
                    help="validation images scored after each candidate epoch (halving) or architecture step "
                         "(two-stage): the first N of the validation subset (default: all for halving, 16 for the quick "
@@ -158,11 +159,17 @@ def _rungs(text: str | None) -> dict:
             "halving.rung_images": NULL}  # epochs as given, not scaled to the split's size
 
 
+def _time_limit(args):
+    """``--time-limit`` as a config change: None (not given), NULL (0: no limit) or the minutes."""
+    if args.time_limit is not None and args.time_limit < 0:
+        raise HnanasError(f"--time-limit {args.time_limit:g}: give minutes > 0, or 0 for no limit")
+    return NULL if args.time_limit == 0 else args.time_limit
+
+
 def config_from_args(args):
     from hnanas.search.config import preset_config, resolve_config
 
-    if args.time_limit is not None and args.time_limit < 0:
-        raise HnanasError(f"--time-limit {args.time_limit:g}: give minutes > 0, or 0 for no limit")
+    time_limit = _time_limit(args)
     base = preset_config(args.preset)
     changes = {
         **dataset_changes(args), "data.crop_size": args.crop, "space": args.space,
@@ -174,7 +181,7 @@ def config_from_args(args):
         "strategy": args.strategy, "halving.trials": args.candidates, "halving.metric": args.signal,
         "halving.floor": args.floor, "halving.final_seeds": args.final_seeds,
         "halving.grad_norm_weight": args.grad_norm_weight,
-        "halving.time_limit_min": NULL if args.time_limit == 0 else args.time_limit,
+        "halving.time_limit_min": time_limit,
         "halving.sync_startup": args.sync_startup,
         "halving.select_threshold": args.select_threshold,
         "val_images": args.val_images, "halving.val_images": args.val_images,
@@ -195,7 +202,9 @@ def run(args) -> int:
     if args.resume:
         if args.out is None:
             raise HnanasError("--resume needs --out RUN_FOLDER (the run to continue)")
-        cfg = RunDir(args.out).read_config(SearchConfig)  # a resumed run keeps its own configuration
+        cfg = RunDir(args.out).read_config(SearchConfig)  # a resumed run keeps its own configuration,
+        if args.time_limit is not None:  # except how long it may train (a search the limit ended goes on)
+            cfg = override(cfg, {"halving.time_limit_min": _time_limit(args)}, source="--time-limit")
     else:
         cfg = config_from_args(args)
     out = args.out or Path("runs") / f"search_{Path(cfg.space).stem}_{cfg.device}_l{cfg.latency_weight:g}_s{cfg.seed}"

@@ -155,8 +155,10 @@ class Halving(Strategy):
                         "ms; the search ends with those (for all %d: raise --target-latency, or lower "
                         "halving.trials)", self.draws, n_trained(), self.budget_ms, h.trials)
         if self.out_of_time():
-            log.info("halving: time limit of %g min reached (%.1f min of candidates' training): %d of %d candidates "
-                     "trained", h.time_limit_min, self.spent_s / 60, n_trained(), h.trials)
+            log.warning("halving: time limit of %g min reached (%.1f min of candidates' training): %d of %d "
+                        "candidates trained, so the result depends on this machine's speed; to train the rest: "
+                        "hnanas search --out %s --resume --time-limit 0", h.time_limit_min, self.spent_s / 60,
+                        n_trained(), h.trials, self.ctx.run.path)
         best = self.best()
         log.info("halving: best of the %d trained candidates is trial %d (score %.4f, %.2f ms predicted; trial "
                  "numbers count the draws outside the latency band too)", n_trained(), best.number, best.value,

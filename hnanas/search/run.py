@@ -14,6 +14,7 @@ import logging
 import zlib
 from pathlib import Path
 
+from hnanas.config import to_dict
 from hnanas.errors import HnanasError
 from hnanas.fileio import read_yaml
 from hnanas.runs import RunDir
@@ -42,7 +43,7 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False) -> dict:
             (run.logging_to_file() if d.main else contextlib.nullcontext()):
         if not resume:  # a relative T in ms, recorded in config.yaml (a resumed run reads it from there)
             cfg = resolve_target(cfg)
-        if d.main and not resume:
+        if d.main and (not resume or _changed(run, cfg)):  # a resumed run given a new time limit records it
             run.write_config(cfg)
         if d.main and (not resume or not run.file("env.json").is_file()):  # a run killed before writing it
             run.write_env({"torch_device": str(device), "world_size": d.world})
@@ -57,6 +58,11 @@ def run_search(cfg: SearchConfig, out: Path, *, resume: bool = False) -> dict:
         summary = finish_search(ctx, genotype, strategy) if d.main else {}
     dd.barrier(d)
     return summary
+
+
+def _changed(run: RunDir, cfg: SearchConfig) -> bool:
+    """Whether ``cfg`` differs from the configuration in ``run``'s ``config.yaml``."""
+    return not run.config_path.is_file() or to_dict(run.read_config(SearchConfig)) != to_dict(cfg)
 
 
 REUSE_KEYS = ("space", "strategy", "latency_weight", "latency_loss", "target_latency_ms")
