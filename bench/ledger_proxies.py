@@ -96,10 +96,13 @@ def mean_tau(taus) -> float | None:
     return statistics.fmean(taus) if taus else None
 
 
+CPU_HALVING = dataclasses.replace(preset_config("cpu").halving, metric="best_val_iou")  # resolved once, not per score
+
+
 def halving_score(rows: list[dict], epoch: int, log_grad_norm: float, weight: float) -> float:
     """The ``cpu`` preset's halving score after ``epoch`` with ``halving.grad_norm_weight`` ``weight`` (lower is
     better): best_val_iou's signal + weight x ln(initial gradient norm), as ``bench/halving_replay.py`` scores it."""
-    h = dataclasses.replace(preset_config("cpu").halving, metric="best_val_iou", grad_norm_weight=weight)
+    h = dataclasses.replace(CPU_HALVING, grad_norm_weight=weight)
     return replay_score([{**r, "init_log_grad_norm": log_grad_norm} for r in rows], h, epoch)
 
 
