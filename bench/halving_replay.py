@@ -7,7 +7,8 @@ strategy's successive halving exactly as ``hnanas search --strategy halving`` do
 ``SuccessiveHalvingPruner`` with the config's first rung and ``eta`` (rungs scaled to ``--train-images`` as the
 search scales them), each candidate reporting the score the strategy computes from its signal after every epoch,
 read off one seed's retrain log; the winner is the best complete candidate (with ``final_seeds`` 2 the best
-``finalists`` are scored again on a second seed's run and ranked by the mean). The winner is judged by a third
+``finalists`` are scored again on a second seed's run and ranked by the mean; where fewer finished, the candidates
+stopped latest fill in, their search run trained on to the end, as the search does). The winner is judged by a third
 seed's test IoU, against the mean of the candidates it was drawn with (what a random pick would score), and what
 it cost is counted in candidate-epochs (training, not CPU seconds: the replay is machine-free); how often the
 winner is the first candidate drawn is counted too (Optuna's asynchronous pruner stops nobody at a rung no one
@@ -80,13 +81,14 @@ def attach_proxies(curves: dict, path: Path) -> None:
                 r["init_log_grad_norm"] = figures[name]["grad_norm"]
 
 
-def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[int, list[int]]:
+def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[int, list[int], list[int]]:
     """Run candidates ``logs`` (one retrain log each, in drawing order) through Optuna's successive halving:
-    (candidate-epochs trained, indices of the complete candidates, best first). With ``h.sync_startup`` the
-    first ``h.startup_trials`` are halved as one batch first (:func:`hnanas.search.rungs.halve_batch`); without,
-    the first always completes."""
+    (candidate-epochs trained, indices of the complete candidates, best first, indices of the stopped ones,
+    stopped latest first: the furthest epoch, then the score there, as the search fills its finalists). With
+    ``h.sync_startup`` the first ``h.startup_trials`` are halved as one batch first
+    (:func:`hnanas.search.rungs.halve_batch`); without, the first always completes."""
     study = optuna.create_study(direction="minimize", pruner=HalvingPruner(min_resource=lo, reduction_factor=h.eta))
-    cost, done = 0, {}
+    cost, done, stopped = 0, {}, {}
     batch = list(range(min(h.startup_trials, len(logs)))) if h.sync_startup else []
     trials = {i: study.ask() for i in batch}
     at = dict.fromkeys(batch, 0)
@@ -108,6 +110,8 @@ def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[i
             study.tell(trials[i], done[i], state=COMPLETE)
         else:
             study.tell(trials[i], state=PRUNED)
+            if epoch:
+                stopped[i] = (-epoch, score(logs[i], h, epoch))
     for i, rows in enumerate(logs[len(batch):], start=len(batch)):
         trial = study.ask()
         for epoch in range(1, hi + 1):
@@ -116,23 +120,27 @@ def halve(logs: list[list[dict]], h: HalvingConfig, lo: int, hi: int) -> tuple[i
             cost += 1
             if epoch < hi and trial.should_prune():
                 study.tell(trial, state=PRUNED)
+                stopped[i] = (-epoch, value)
                 break
         else:
             study.tell(trial, value, state=COMPLETE)
             done[i] = value
-    return cost, sorted(done, key=done.get)
+    return cost, sorted(done, key=done.get), sorted(stopped, key=stopped.get)
 
 
 def pick(curves: dict, names: list[str], seeds: list[int], h: HalvingConfig, lo: int, hi: int) -> tuple[str, int]:
     """The network the strategy picks from ``names`` (drawing order) with the search's run on ``seeds[0]`` and a
     finalist's second run on ``seeds[1]``, and the candidate-epochs it cost."""
-    cost, ranked = halve([curves[n][seeds[0]][1] for n in names], h, lo, hi)
-    finalists = ranked[:h.finalists]
-    if h.final_seeds == 1 or len(finalists) < 2:
+    cost, ranked, stopped = halve([curves[n][seeds[0]][1] for n in names], h, lo, hi)
+    if h.final_seeds == 1:
         return names[ranked[0]], cost
+    finalists = [*ranked, *stopped][:h.finalists]  # the stopped fill in where too few finished, as in the search
+    if len(finalists) < 2:
+        return names[finalists[0]], cost
     runs = seeds[:h.final_seeds]
     mean = {i: statistics.fmean(score(curves[names[i]][s][1], h, hi) for s in runs) for i in finalists}
-    return names[min(finalists, key=mean.get)], cost + hi * len(finalists) * (h.final_seeds - 1)
+    filled = sum(i not in ranked for i in finalists)  # their search run trained again, to the end
+    return names[min(finalists, key=mean.get)], cost + hi * (len(finalists) * (h.final_seeds - 1) + filled)
 
 
 def replay(curves: dict, variants: dict[str, HalvingConfig], n_train: int, reps: int, seed: int,

@@ -312,6 +312,38 @@ def test_halving_ranks_its_finalists_by_their_mean_over_more_runs_and_resumes_th
         assert len({float(complete[t]["score"]), final[(t, 1)], final[(t, 2)]}) == 3
 
 
+def test_halving_fills_its_finalists_with_the_candidates_stopped_latest_when_too_few_finished(assets, tmp_path):
+    cfg = _halving(assets, **{"halving.final_seeds": 2, "halving.finalists": 3})
+    run_search(cfg, tmp_path / "f")
+    with open(tmp_path / "f" / "trials.csv") as f:
+        log = list(csv.DictReader(f))
+    last = {}  # candidate -> its last row (the epoch it stopped at, its score there)
+    for r in log:
+        last[int(r["trial"])] = r
+    complete = sorted((t for t, r in last.items() if r["epoch"] == "3"), key=lambda t: float(last[t]["score"]))
+    stopped = sorted((t for t, r in last.items() if r["epoch"] != "3"),
+                     key=lambda t: (-int(last[t]["epoch"]), float(last[t]["score"])))
+    assert 1 <= len(complete) < 3 and stopped  # fewer finishers than finalists: the fill is exercised
+    fill = stopped[:3 - len(complete)]
+    with open(tmp_path / "f" / "finalists.csv") as f:
+        rows = list(csv.DictReader(f))
+    runs = sorted({(int(r["trial"]), int(r["run"])) for r in rows})
+    assert runs == sorted([(t, 1) for t in complete] + [(t, k) for t in fill for k in (0, 1)])
+    for t in fill:  # run 0 is the search's run again, trained on to max_epochs: the same epochs, then more
+        again = [r for r in rows if r["trial"] == str(t) and r["run"] == "0"]
+        assert [r["epoch"] for r in again] == ["1", "2", "3"]
+        before = [r for r in log if r["trial"] == str(t)]
+        for a, b in zip(again, before):
+            assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-4)
+    final = {(int(r["trial"]), int(r["run"])): float(r["score"]) for r in rows if r["epoch"] == "3"}
+    means = {t: (float(last[t]["score"]) + final[(t, 1)]) / 2 for t in complete}
+    means |= {t: (final[(t, 0)] + final[(t, 1)]) / 2 for t in fill}
+    info = json.loads((tmp_path / "f" / "genotype.json").read_text())["info"]
+    assert {int(t): v for t, v in info["halving"]["finalists_mean_score"].items()} == pytest.approx(means, rel=1e-5)
+    winner = min(means, key=means.get)
+    assert info["halving"]["best_trial"] == winner and info["halving"]["best_epochs"] == 3
+
+
 def test_halving_under_a_time_limit_starts_no_candidate_after_it_and_stops_the_one_in_training(assets, tmp_path,
                                                                                              monkeypatch):
     from hnanas.search.halving import Halving

@@ -25,7 +25,8 @@ resumable too. --preset cpu is that search sized for a 2-core CPU on the real da
 NUDT-SIRST: 16 candidates on 128-px crops with retrain's quick optimiser, rungs 2:8:3 on 530 training images
 scaled to the split's size, signal best_val_iou). --grad-norm-weight W adds W x ln(the candidate's gradient
 norm at initialisation) to that signal. --final-seeds 2 trains the best two finishers once more from
-other seeds and returns the better on average (logged in finalists.csv; 6-18 min more with the cpu preset).
+other seeds and returns the better on average (logged in finalists.csv; 6-18 min more with the cpu preset;
+where only one finished, the candidate stopped latest is trained to the end to join it).
 --sync-startup halves the random start-up candidates as one batch (synchronous successive halving) instead of
 one by one, where the first candidate drawn always trains to the end. --select-threshold ranks candidates by
 their validation IoU at the threshold each chooses, for a network that will be retrained with that option.
@@ -88,7 +89,8 @@ def add_search_options(p, helps: dict[str, str] | None = None) -> None:
                         "not computed; measured at 0.1, docs/results.md)")
     p.add_argument("--final-seeds", type=int, metavar="K",
                    help="halving: train the best two candidates that finish (halving.finalists) K - 1 more times "
-                        "from other initial weights and crops and return the one with the best mean final score "
+                        "from other initial weights and crops and return the one with the best mean final score; "
+                        "where fewer finished, those stopped latest are trained to the end and fill in "
                         "(default 1: the search's own run decides)")
     p.add_argument("--sync-startup", action=argparse.BooleanOptionalAction, default=None,
                    help="halving: halve the start-up candidates as one batch: each trains to the first rung before "

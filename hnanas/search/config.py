@@ -79,7 +79,9 @@ class HalvingConfig:
     floor: float = 0.0
     # the best `finalists` candidates that trained max_epochs are trained again from scratch on final_seeds - 1
     # more seeds (other initial weights, other crops) and the one with the best mean final score is the result:
-    # one training run's validation IoU is a noisy estimate of a network's. 1: the search's own run decides (the
+    # one training run's validation IoU is a noisy estimate of a network's (where fewer than `finalists` trained
+    # max_epochs, the candidates stopped latest fill in, their search run trained on to max_epochs first). 1: the
+    # search's own run decides (the
     # cpu preset too: 2 costs 6-18 min more there, 69 min in all on NUDT-SIRST at 53.4 ms, and with 12 candidates
     # to pay for it the 18 ms NUDT-SIRST search missed; docs/results.md)
     final_seeds: int = 1

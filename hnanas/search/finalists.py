@@ -2,7 +2,8 @@
 
 One training run's validation score is a noisy estimate of a network's: the best ``halving.finalists`` candidates
 that trained ``max_epochs`` are each trained k - 1 more times (other initial weights, other crops), every epoch
-logged in ``finalists.csv``, and the one whose final score is best on average over its k runs is the result. A
+logged in ``finalists.csv``, and the one whose final score is best on average over its k runs is the result (a
+finalist the pruner had stopped trains its search run again to ``max_epochs`` first, as run 0). A
 resumed search trains only the runs the log lacks (a run cut short by a kill is trained again from its start).
 """
 
@@ -34,13 +35,16 @@ def final_runs(final_log: CsvLog, max_epochs: int) -> dict[tuple[int, int], floa
 
 
 def rank_finalists(finalists: list[optuna.trial.FrozenTrial], final_seeds: int, final_log: CsvLog, max_epochs: int,
-                   train: Train) -> tuple[optuna.trial.FrozenTrial, dict[int, float]]:
+                   train: Train, complete: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True,
+                   ) -> tuple[optuna.trial.FrozenTrial, dict[int, float]]:
     """(the finalist with the best mean final score, {finalist: mean final score}) over each one's search run
-    (its trial's value) and runs 1 .. ``final_seeds`` - 1, those the log lacks trained with ``train(trial, run)``
-    (which yields each epoch's row, ``score`` among its fields)."""
+    (its trial's value where ``complete(trial)``, else run 0, the search run trained again to ``max_epochs``) and
+    runs 1 .. ``final_seeds`` - 1, those the log lacks trained with ``train(trial, run)`` (which yields each epoch's
+    row, ``score`` among its fields)."""
     runs = final_runs(final_log, max_epochs)
-    todo = [(t, k) for t in finalists for k in range(1, final_seeds) if (t.number, k) not in runs]
-    total = len(finalists) * (final_seeds - 1)
+    first = {t.number: 1 if complete(t) else 0 for t in finalists}
+    todo = [(t, k) for t in finalists for k in range(first[t.number], final_seeds) if (t.number, k) not in runs]
+    total = sum(final_seeds - first[t.number] for t in finalists)
     with progress(total=total, initial=total - len(todo), desc="finalists", unit="run") as bar:
         for t, k in todo:
             for row in train(t, k):
@@ -49,7 +53,8 @@ def rank_finalists(finalists: list[optuna.trial.FrozenTrial], final_seeds: int, 
             bar.update()
     means = {}
     for t in finalists:
-        scores = [t.value] + [runs[(t.number, k)] for k in range(1, final_seeds)]
+        scores = ([t.value] if first[t.number] else []) + [runs[(t.number, k)] for k in range(first[t.number],
+                                                                                              final_seeds)]
         means[t.number] = statistics.fmean(scores)
         log.info("halving: finalist %d: final scores %s, mean %.4f", t.number, " ".join(f"{v:.4f}" for v in scores),
                  means[t.number])

@@ -30,6 +30,9 @@ fewer candidates, so its result depends on the machine.
 The candidate with the best score after ``max_epochs`` is the result; with ``halving.final_seeds`` k > 1 the best
 ``halving.finalists`` of those are each trained k - 1 more times (other initial weights, other crops; logged in
 ``finalists.csv``) and the one with the best mean final score is (one run's validation IoU is a noisy estimate).
+Where fewer than ``halving.finalists`` finished, the candidates stopped latest fill the finalists: each one's
+search run is trained again to ``max_epochs`` (run 0: the same weights and crops, so the same epochs and then
+more), then its k - 1 runs.
 T defaults, as in the two-stage search, to the mean predicted latency of the search's starting distribution
 (edges kept with probability 1/2, ops uniform). The study lives in ``halving.db`` in the run folder and
 ``trials.csv`` logs every epoch of every candidate: a killed search resumes (a candidate cut short is trained
@@ -196,10 +199,16 @@ class Halving(Strategy):
                    key=lambda t: t.intermediate_values[longest])
 
     def finalists(self) -> list[optuna.trial.FrozenTrial]:
-        """The best ``halving.finalists`` candidates that trained ``max_epochs``, best first (by the search's run)."""
-        done = [t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                if trained(t)]
-        return sorted(done, key=lambda t: t.value)[:self.ctx.cfg.halving.finalists]
+        """The best ``halving.finalists`` candidates that trained ``max_epochs``, best first (by the search's run);
+        where fewer finished, the candidates stopped latest fill the list (the furthest epoch reached first, then
+        the score there): a lone finisher ranked over more runs against nobody would be no ranking (a search
+        whose first candidate went through every rung unopposed, or that ran out of time, has one)."""
+        n = self.ctx.cfg.halving.finalists
+        done = [t for t in self.study.get_trials(deepcopy=False, states=DONE) if trained(t) and t.intermediate_values]
+        complete = sorted((t for t in done if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
+        stopped = sorted((t for t in done if t.state == optuna.trial.TrialState.PRUNED),
+                         key=lambda t: (-max(t.intermediate_values), t.intermediate_values[max(t.intermediate_values)]))
+        return [*complete, *stopped][:n]
 
     def rerank(self) -> optuna.trial.FrozenTrial:
         """The result: the best candidate of the search's runs, or, with ``halving.final_seeds`` > 1, the finalist
@@ -213,18 +222,29 @@ class Halving(Strategy):
             g = genotype_of(self.ctx.space, t.params)
             return self.train(g, t.user_attrs["predicted_ms"], desc=f"finalist {t.number} run {k}", run=k)
 
-        winner, self.mean_scores = rank_finalists(finalists, h.final_seeds, self.final_log, self.max_epochs, train)
+        winner, self.mean_scores = rank_finalists(finalists, h.final_seeds, self.final_log, self.max_epochs, train,
+                                                  complete=lambda t: t.state == optuna.trial.TrialState.COMPLETE)
         return winner
+
+    def search_run(self, t: optuna.trial.FrozenTrial) -> list[dict]:
+        """The log rows of candidate ``t``'s search run: ``trials.csv``'s, or, for a finalist the pruner had stopped,
+        its run 0 trained on to ``max_epochs`` in ``finalists.csv``."""
+        rows = [r for r in self.log.rows() if int(r["trial"]) == t.number]
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            rows = [r for r in self.final_log.rows() if r["trial"] == str(t.number) and r["run"] == "0"] or rows
+        return rows
 
     def info(self) -> dict:
         best = self.winner
-        rows = [r for r in self.log.rows() if int(r["trial"]) == best.number]
+        rows = self.search_run(best)
         halving = {
             "trained": sum(map(trained, self.study.trials)),
             "same_as_earlier": sum("same_as" in t.user_attrs for t in self.study.get_trials(states=DONE)),
             "drawn": sum(t.state != optuna.trial.TrialState.WAITING for t in self.study.trials),
             "best_trial": best.number, "best_epochs": len(rows),
-            "best_score": best.intermediate_values[max(best.intermediate_values)], "target_ms": self.target_ms,
+            "best_score": (best.intermediate_values[max(best.intermediate_values)]
+                           if best.state == optuna.trial.TrialState.COMPLETE else float(rows[-1]["score"])),
+            "target_ms": self.target_ms,
             "metric": self.ctx.cfg.halving.metric, "candidate_minutes": round(self.spent_s / 60, 2),
             "time_limited": self.out_of_time(), "out_of_draws": self.out_of_draws(),
             **({"final_seeds": self.ctx.cfg.halving.final_seeds, "finalists_mean_score": self.mean_scores}
