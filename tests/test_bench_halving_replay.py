@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from _helpers import load_bench
+from hnanas.config import override
 from hnanas.fileio import read_json, write_json, write_text, write_yaml
+from hnanas.search.config import preset_config
 
 # 9 networks, test IoU 0.10 .. 0.90 on every seed; every validation curve rises to the network's test IoU, so one
 # run's signal ranks the networks as the judging seed does at every epoch
@@ -146,3 +148,21 @@ def test_a_heavy_gradient_norm_weight_picks_by_the_proxy_and_needs_the_proxies_f
     res = read_json(tmp_path / "out.json")["result"]
     assert res[BASE]["gain"] == pytest.approx(res["oracle"]["gain"])
     assert res["proxy"]["percentile"] < 0.2 and res["proxy"]["gain"] < 0
+
+
+def test_with_one_finisher_the_replay_fills_the_finalists_with_the_candidate_stopped_latest():
+    bench = load_bench("halving_replay")
+
+    def run(iou):  # a flat validation curve at ``iou``
+        return (iou, [{"epoch": e, "loss": 0.5, "val_loss": 0.5, "val_iou": iou} for e in range(1, 4)])
+
+    # seed 0 (the search's run) ranks a > c > b, seed 1 (the finalists' second run) c > b > a
+    curves = {"a": {0: run(0.9), 1: run(0.1)}, "b": {0: run(0.5), 1: run(0.5)}, "c": {0: run(0.6), 1: run(0.9)}}
+    base = override(preset_config("cpu").halving, {"min_epochs": 1, "max_epochs": 3, "rung_images": None,
+                                                   "trials": 3, "eta": 3})
+    # asynchronous halving: a, drawn first, trains all 3 epochs; b and c stop at the first rung, below it
+    assert bench.pick(curves, ["a", "b", "c"], [0, 1], base, 1, 3) == ("a", 5)
+    two = override(base, {"final_seeds": 2})
+    # a alone finished: c, the better of the two stopped at epoch 1, is trained to the end (3 epochs) and joins it;
+    # both then run a second seed (3 epochs each); c's mean (0.6 + 0.9) / 2 beats a's (0.9 + 0.1) / 2
+    assert bench.pick(curves, ["a", "b", "c"], [0, 1], two, 1, 3) == ("c", 5 + 3 + 2 * 3)
