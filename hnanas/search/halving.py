@@ -58,7 +58,7 @@ from hnanas.search.candidate import train_candidate
 from hnanas.search.context import SearchContext, reference_latency_ms
 from hnanas.search.finalists import FINAL_FIELDS, rank_finalists
 from hnanas.search.plots import draw_halving
-from hnanas.search.rungs import HalvingPruner, halve_batch, rung_epochs
+from hnanas.search.rungs import HalvingPruner, halve_batch, nan_last, rung_epochs
 from hnanas.search.strategy import Strategy, register_strategy
 from hnanas.search.trial_params import genotype_of, param_space, params_of
 from hnanas.train.loaders import eval_loader
@@ -207,7 +207,8 @@ class Halving(Strategy):
         done = [t for t in self.study.get_trials(deepcopy=False, states=DONE) if trained(t) and t.intermediate_values]
         complete = sorted((t for t in done if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
         stopped = sorted((t for t in done if t.state == optuna.trial.TrialState.PRUNED),
-                         key=lambda t: (-max(t.intermediate_values), t.intermediate_values[max(t.intermediate_values)]))
+                         key=lambda t: (-max(t.intermediate_values),
+                                        nan_last(t.intermediate_values[max(t.intermediate_values)])))
         return [*complete, *stopped][:n]
 
     def rerank(self) -> optuna.trial.FrozenTrial:

@@ -46,7 +46,7 @@ def rung_steps(lo: int, hi: int, eta: int) -> list[int]:
     return steps if steps[-1] == hi else [*steps, hi]
 
 
-def _nan_last(value: float) -> float:
+def nan_last(value: float) -> float:
     """A score as it ranks: NaN after every number."""
     return math.inf if math.isnan(value) else value
 
@@ -56,7 +56,7 @@ def promotable(value: float, competing: Iterable[float], eta: int) -> bool:
     best one continues): the rule of Optuna's ``SuccessiveHalvingPruner``, applied to a whole rung at once."""
     if math.isnan(value):  # the pruner stops a NaN score
         return False
-    ranked = sorted(map(_nan_last, competing))
+    ranked = sorted(map(nan_last, competing))
     return value <= ranked[max(1, len(ranked) // eta) - 1]
 
 
@@ -74,7 +74,7 @@ def halve_batch(batch: list[Key], advance: Callable[[Key, int], float], earlier:
     trained)."""
     reached = dict.fromkeys(batch, 0)
     alive = list(batch)
-    key = lambda item: _nan_last(item[1])  # noqa: E731
+    key = lambda item: nan_last(item[1])  # noqa: E731
     for step in rung_steps(lo, hi, eta):
         scores = {}
         for k in alive:
