@@ -35,14 +35,13 @@ def final_runs(final_log: CsvLog, max_epochs: int) -> dict[tuple[int, int], floa
 
 
 def rank_finalists(finalists: list[optuna.trial.FrozenTrial], final_seeds: int, final_log: CsvLog, max_epochs: int,
-                   train: Train, complete: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True,
-                   ) -> tuple[optuna.trial.FrozenTrial, dict[int, float]]:
+                   train: Train) -> tuple[optuna.trial.FrozenTrial, dict[int, float]]:
     """(the finalist with the best mean final score, {finalist: mean final score}) over each one's search run
-    (its trial's value where ``complete(trial)``, else run 0, the search run trained again to ``max_epochs``) and
+    (a complete trial's value; a stopped one's run 0, its search run trained again to ``max_epochs``) and
     runs 1 .. ``final_seeds`` - 1, those the log lacks trained with ``train(trial, run)`` (which yields each epoch's
     row, ``score`` among its fields)."""
     runs = final_runs(final_log, max_epochs)
-    first = {t.number: 1 if complete(t) else 0 for t in finalists}
+    first = {t.number: int(t.state == optuna.trial.TrialState.COMPLETE) for t in finalists}  # run 0 done already
     todo = [(t, k) for t in finalists for k in range(first[t.number], final_seeds) if (t.number, k) not in runs]
     total = sum(final_seeds - first[t.number] for t in finalists)
     with progress(total=total, initial=total - len(todo), desc="finalists", unit="run") as bar:

@@ -79,6 +79,13 @@ def trained(t: optuna.trial.FrozenTrial) -> bool:
     return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
 
 
+def reach(t: optuna.trial.FrozenTrial) -> tuple[int, float]:
+    """How far a trained candidate got, lower first: the furthest epoch it trained (negated), then its score there
+    (NaN last). A complete candidate's is ``max_epochs`` and its final score (its value)."""
+    last = max(t.intermediate_values)
+    return -last, nan_last(t.intermediate_values[last])
+
+
 @dataclass
 class InTraining:
     """A start-up batch's networks in training (``pending``: {network: trial}) and the trials that proposed one of
@@ -190,26 +197,22 @@ class Halving(Strategy):
         return any(trained(t) for t in self.study.get_trials(deepcopy=False,
                                                               states=(optuna.trial.TrialState.COMPLETE,)))
 
+    def candidates(self) -> list[optuna.trial.FrozenTrial]:
+        """The candidates trained (complete or stopped), each with at least one epoch's score."""
+        return [t for t in self.study.get_trials(deepcopy=False, states=DONE) if t.intermediate_values and trained(t)]
+
     def best(self) -> optuna.trial.FrozenTrial:
         """The complete candidate with the lowest score; if every candidate was stopped, the best of those that
-        trained longest."""
-        trials = [t for t in self.study.get_trials(deepcopy=False, states=DONE) if t.intermediate_values and trained(t)]
-        longest = max(max(t.intermediate_values) for t in trials)
-        return min((t for t in trials if max(t.intermediate_values) == longest),
-                   key=lambda t: t.intermediate_values[longest])
+        trained longest (:func:`reach`)."""
+        return min(self.candidates(), key=reach)
 
     def finalists(self) -> list[optuna.trial.FrozenTrial]:
         """The best ``halving.finalists`` candidates that trained ``max_epochs``, best first (by the search's run);
-        where fewer finished, the candidates stopped latest fill the list (the furthest epoch reached first, then
-        the score there): a lone finisher ranked over more runs against nobody would be no ranking (a search
-        whose first candidate went through every rung unopposed, or that ran out of time, has one)."""
-        n = self.ctx.cfg.halving.finalists
-        done = [t for t in self.study.get_trials(deepcopy=False, states=DONE) if trained(t) and t.intermediate_values]
-        complete = sorted((t for t in done if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
-        stopped = sorted((t for t in done if t.state == optuna.trial.TrialState.PRUNED),
-                         key=lambda t: (-max(t.intermediate_values),
-                                        nan_last(t.intermediate_values[max(t.intermediate_values)])))
-        return [*complete, *stopped][:n]
+        where fewer finished, the candidates stopped latest fill the list (:func:`reach`: the furthest epoch
+        reached first, then the score there): a lone finisher ranked over more runs against nobody would be no
+        ranking (a search whose first candidate went through every rung unopposed, or that ran out of time, has
+        one)."""
+        return sorted(self.candidates(), key=reach)[:self.ctx.cfg.halving.finalists]
 
     def rerank(self) -> optuna.trial.FrozenTrial:
         """The result: the best candidate of the search's runs, or, with ``halving.final_seeds`` > 1, the finalist
@@ -223,8 +226,7 @@ class Halving(Strategy):
             g = genotype_of(self.ctx.space, t.params)
             return self.train(g, t.user_attrs["predicted_ms"], desc=f"finalist {t.number} run {k}", run=k)
 
-        winner, self.mean_scores = rank_finalists(finalists, h.final_seeds, self.final_log, self.max_epochs, train,
-                                                  complete=lambda t: t.state == optuna.trial.TrialState.COMPLETE)
+        winner, self.mean_scores = rank_finalists(finalists, h.final_seeds, self.final_log, self.max_epochs, train)
         return winner
 
     def search_run(self, t: optuna.trial.FrozenTrial) -> list[dict]:
