@@ -3,8 +3,10 @@
 One training run's validation score is a noisy estimate of a network's: the best ``halving.finalists`` candidates
 that trained ``max_epochs`` are each trained k - 1 more times (other initial weights, other crops), every epoch
 logged in ``finalists.csv``, and the one whose final score is best on average over its k runs is the result (a
-finalist the pruner had stopped trains its search run again to ``max_epochs`` first, as run 0). A
-resumed search trains only the runs the log lacks (a run cut short by a kill is trained again from its start).
+finalist the pruner had stopped trains its search run again to ``max_epochs`` first, as run 0: the same weights
+and crops, so the same epochs and then more). Where fewer than ``halving.finalists`` finished, the candidates
+stopped latest fill the finalists (``Halving.finalists``). A resumed search trains only the runs the log lacks (a
+run cut short by a kill is trained again from its start).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ and ``latency_weight`` as the differentiable search. Optuna does the rest (``../
   the best 1/``eta`` of the candidates that reached that rung. With ``halving.rung_images`` set (the cpu preset),
   ``min_epochs`` and ``max_epochs`` are scaled to the training split's size first (:func:`rung_epochs`). The
   pruner is asynchronous: it stops nobody at a rung no one else has reached. With ``halving.sync_startup`` the
-  start-up candidates are halved as one batch first (:func:`hnanas.search.rungs.halve_batch`).
+  start-up candidates are halved as one batch first (:mod:`hnanas.search.startup`).
 
 A network proposed again (TPE repeats itself, and settings that differ only in nodes the network leaves out give
 the same network) is not trained again: the trial gets its twin's scores (``same as N`` in ``trials.csv``) and
@@ -27,12 +27,9 @@ With ``halving.time_limit_min`` the search ends early once its candidates' train
 candidate, the one in training stopped after its epoch unless none has finished): on a slower machine it trains
 fewer candidates, so its result depends on the machine.
 
-The candidate with the best score after ``max_epochs`` is the result; with ``halving.final_seeds`` k > 1 the best
-``halving.finalists`` of those are each trained k - 1 more times (other initial weights, other crops; logged in
-``finalists.csv``) and the one with the best mean final score is (one run's validation IoU is a noisy estimate).
-Where fewer than ``halving.finalists`` finished, the candidates stopped latest fill the finalists: each one's
-search run is trained again to ``max_epochs`` (run 0: the same weights and crops, so the same epochs and then
-more), then its k - 1 runs.
+The candidate with the best score after ``max_epochs`` is the result; with ``halving.final_seeds`` k > 1, the
+finalist with the best mean final score over k runs (:mod:`hnanas.search.finalists`; where fewer than
+``halving.finalists`` finished, the candidates stopped latest fill the finalists).
 T defaults, as in the two-stage search, to the mean predicted latency of the search's starting distribution
 (edges kept with probability 1/2, ops uniform). The study lives in ``halving.db`` in the run folder and
 ``trials.csv`` logs every epoch of every candidate: a killed search resumes (a candidate cut short is trained
@@ -44,23 +41,21 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-from dataclasses import dataclass, field
 
 import optuna
 from torch.utils.data import Subset
 
 from hnanas.errors import ConfigError
-from hnanas.latency.matched import sample_at_latency
 from hnanas.nas.genotype import Genotype
 from hnanas.progress import progress
 from hnanas.search.candidate import train_candidate
 from hnanas.search.context import SearchContext, reference_latency_ms
 from hnanas.search.finalists import FINAL_FIELDS, rank_finalists
 from hnanas.search.plots import draw_halving
-from hnanas.search.rungs import HalvingPruner, halve_batch, nan_last, rung_epochs
+from hnanas.search.rungs import HalvingPruner, nan_last, rung_epochs
+from hnanas.search.startup import InTraining, StartupBatch
 from hnanas.search.strategy import Strategy, register_strategy
-from hnanas.search.trial_params import genotype_of, param_space, params_of
+from hnanas.search.trial_params import genotype_of, param_space
 from hnanas.train.loaders import eval_loader
 
 log = logging.getLogger("hnanas.search")
@@ -86,21 +81,8 @@ def reach(t: optuna.trial.FrozenTrial) -> tuple[int, float]:
     return -last, nan_last(t.intermediate_values[last])
 
 
-@dataclass
-class InTraining:
-    """A start-up batch's networks in training (``pending``: {network: trial}) and the trials that proposed one of
-    them again (``waiting``: (trial, its twin's number)), told the twin's scores once the twin is told."""
-    pending: dict[str, int] = field(default_factory=dict)
-    waiting: list[tuple[optuna.Trial, int]] = field(default_factory=list)
-
-
-def startup_seed(seed: int) -> int:
-    """The seed of the start-up candidates' draws: a stream apart from ``sample_at_latency(seed=seed)``'s."""
-    return 1_000_003 + seed
-
-
 @register_strategy
-class Halving(Strategy):
+class Halving(StartupBatch, Strategy):
     name = "halving"
     summary = "stand-alone candidates trained briefly, the better ones longer (Optuna TPE + successive halving)"
 
@@ -259,20 +241,10 @@ class Halving(Strategy):
         draw_halving(self.log.rows(), self.winner.number, self.ctx.run.file("halving.png"))
 
     # ------------------------------------------------------------------------------------------ pieces
-    def startup_candidates(self) -> list[dict]:
-        """Under a budget with a floor, the random start-up candidates are drawn inside [floor * T, T] by the
-        matched-latency sampler (its broad prior reaches every band; uniform edges and ops land in a narrow band
-        a few times in a hundred), from a stream of their own: not the random networks a comparison at this
-        latency draws with the same seed."""
-        h = self.ctx.cfg.halving
-        if self.budget_ms is None or h.floor == 0:
-            return []
-        lo, hi = h.floor * self.budget_ms, self.budget_ms
-        seed = startup_seed(self.ctx.cfg.seed)
-        found = sample_at_latency(self.ctx.space, self.ctx.table, (lo + hi) / 2, h.startup_trials,
-                                  tol=(hi - lo) / (hi + lo), seed=seed)
-        rng = random.Random(seed)
-        return [params_of(self.ctx.space, m.genotype, rng) for m in found]
+    def scores_at(self, epoch: int) -> list[float]:
+        """The scores at ``epoch`` of the candidates trained so far that reached it."""
+        return [t.intermediate_values[epoch] for t in self.study.get_trials(deepcopy=False, states=DONE)
+                if trained(t) and epoch in t.intermediate_values]
 
     def trained_twin(self, key: str) -> optuna.trial.FrozenTrial | None:
         """The candidate trained earlier with the same network (TPE proposes a network again, and parameter
@@ -343,60 +315,6 @@ class Halving(Strategy):
             if stop:
                 return optuna.trial.TrialState.PRUNED, None
         return optuna.trial.TrialState.COMPLETE, row["score"]
-
-    def startup_batch(self, n: int, bar) -> None:
-        """Draw ``n`` candidates to train (the start-up ones) and halve them as one batch
-        (:func:`hnanas.search.rungs.halve_batch`: each trains to the first rung before any trains further), each
-        against the batch and the candidates trained before a kill. Their rows reach ``trials.csv`` when they are
-        told (a killed batch is trained again from its start); till then the log and the bar say where it is."""
-        drawn = InTraining()
-        batch: dict[int, tuple[optuna.Trial, object, list[dict]]] = {}
-        while len(batch) < n:
-            trial, g = self.draw(drawn)
-            if g is not None:
-                drawn.pending[trial.user_attrs["network"]] = trial.number
-                runs = self.train(g, trial.user_attrs["predicted_ms"], desc=f"candidate {trial.number}")
-                batch[trial.number] = (trial, runs, [])
-
-        def advance(k: int, epoch: int) -> float:
-            trial, runs, rows = batch[k]
-            bar.set_postfix_str(f"start-up batch: candidate {k} to epoch {epoch}")
-            while not rows or rows[-1]["epoch"] < epoch:
-                row = next(runs)
-                trial.report(row["score"], row["epoch"])
-                trial.should_prune()  # registers the score at a rung for the pruner's later candidates
-                self.spent_s += row["seconds"]
-                rows.append(row)
-            log.info("halving: start-up batch: candidate %d at epoch %d, score %.4f", k, epoch, rows[-1]["score"])
-            return rows[-1]["score"]
-
-        def earlier(epoch: int) -> list[float]:
-            return [t.intermediate_values[epoch] for t in self.study.get_trials(deepcopy=False, states=DONE)
-                    if trained(t) and epoch in t.intermediate_values]
-
-        h = self.ctx.cfg.halving
-        reached = halve_batch(list(batch), advance, earlier, self.min_epochs, self.max_epochs, h.eta,
-                              self.out_of_time)
-        for k, epoch in reached.items():
-            trial, runs, rows = batch[k]
-            runs.close()
-            if not rows:  # the time ran out before its first epoch
-                self.log.append({"trial": k, "epoch": 0, "predicted_ms": round(trial.user_attrs["predicted_ms"], 4),
-                                 "state": "not trained (time limit)"})
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                continue
-            complete = epoch == self.max_epochs
-            for row in rows:
-                row["state"] = "running" if row is not rows[-1] else "complete" if complete else "stopped"
-                self.log.append({"trial": k, **row})
-            self.study.tell(trial, rows[-1]["score"] if complete else None,
-                            state=optuna.trial.TrialState.COMPLETE if complete else optuna.trial.TrialState.PRUNED)
-            bar.update()
-        bar.set_postfix_str("")
-        told = self.study.get_trials(deepcopy=False)
-        for trial, twin in drawn.waiting:  # proposed again while its twin trained: TPE learns the twin's scores
-            state, value = self.replay(trial, told[twin], trial.user_attrs["predicted_ms"])
-            self.study.tell(trial, value, state=state)
 
     def train(self, g: Genotype, ms: float, desc: str, run: int = 0):
         """The candidate's epochs (:func:`hnanas.search.candidate.train_candidate`), ``max_epochs`` of them."""
