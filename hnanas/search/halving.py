@@ -243,8 +243,7 @@ class Halving(StartupBatch, Strategy):
     # ------------------------------------------------------------------------------------------ pieces
     def scores_at(self, epoch: int) -> list[float]:
         """The scores at ``epoch`` of the candidates trained so far that reached it."""
-        return [t.intermediate_values[epoch] for t in self.study.get_trials(deepcopy=False, states=DONE)
-                if trained(t) and epoch in t.intermediate_values]
+        return [t.intermediate_values[epoch] for t in self.candidates() if epoch in t.intermediate_values]
 
     def trained_twin(self, key: str) -> optuna.trial.FrozenTrial | None:
         """The candidate trained earlier with the same network (TPE proposes a network again, and parameter
