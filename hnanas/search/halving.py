@@ -21,7 +21,7 @@ and ``latency_weight`` as the differentiable search. Optuna does the rest (``../
 
 A network proposed again (TPE repeats itself, and settings that differ only in nodes the network leaves out give
 the same network) is not trained again: the trial gets its twin's scores (``same as N`` in ``trials.csv``) and
-does not count among the ``trials`` candidates trained.
+does not count among the ``trials`` candidates trained (:mod:`hnanas.search.proposals`).
 
 With ``halving.time_limit_min`` the search ends early once its candidates' training has taken that long (no new
 candidate, the one in training stopped after its epoch unless none has finished): on a slower machine it trains
@@ -39,7 +39,6 @@ sampler's random state is not stored). One process only.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import optuna
@@ -52,10 +51,11 @@ from hnanas.search.candidate import train_candidate
 from hnanas.search.context import SearchContext, reference_latency_ms
 from hnanas.search.finalists import FINAL_FIELDS, rank_finalists
 from hnanas.search.plots import draw_halving
+from hnanas.search.proposals import DONE, Proposals, trained
 from hnanas.search.rungs import HalvingPruner, nan_last, rung_epochs
-from hnanas.search.startup import InTraining, StartupBatch
+from hnanas.search.startup import StartupBatch
 from hnanas.search.strategy import Strategy, register_strategy
-from hnanas.search.trial_params import genotype_of, param_space
+from hnanas.search.trial_params import genotype_of
 from hnanas.train.loaders import eval_loader
 
 log = logging.getLogger("hnanas.search")
@@ -66,12 +66,6 @@ STUDY = "halving.db"
 DRAWS_PER_TRIAL = 20
 FIELDS = ["trial", "epoch", "state", "predicted_ms", "train_loss", "val_loss", "val_iou", "val_niou",
           "init_log_grad_norm", "score", "seconds"]
-DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-
-
-def trained(t: optuna.trial.FrozenTrial) -> bool:
-    """Whether a candidate was trained: done, inside the latency band, not a network trained before."""
-    return t.state in DONE and not ({"excess_ms", "same_as"} & t.user_attrs.keys())
 
 
 def reach(t: optuna.trial.FrozenTrial) -> tuple[int, float]:
@@ -82,7 +76,7 @@ def reach(t: optuna.trial.FrozenTrial) -> tuple[int, float]:
 
 
 @register_strategy
-class Halving(StartupBatch, Strategy):
+class Halving(Proposals, StartupBatch, Strategy):
     name = "halving"
     summary = "stand-alone candidates trained briefly, the better ones longer (Optuna TPE + successive halving)"
 
@@ -244,61 +238,6 @@ class Halving(StartupBatch, Strategy):
     def scores_at(self, epoch: int) -> list[float]:
         """The scores at ``epoch`` of the candidates trained so far that reached it."""
         return [t.intermediate_values[epoch] for t in self.candidates() if epoch in t.intermediate_values]
-
-    def trained_twin(self, key: str) -> optuna.trial.FrozenTrial | None:
-        """The candidate trained earlier with the same network (TPE proposes a network again, and parameter
-        settings that differ only in nodes the network leaves out are the same network)."""
-        return next((t for t in self.study.get_trials(deepcopy=False, states=DONE)
-                     if t.user_attrs.get("network") == key and trained(t)), None)
-
-    def replay(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial, ms: float):
-        """Tell the study the twin's scores for this trial (TPE learns that the network was proposed again), without
-        training it or asking the pruner (its rungs count each network once)."""
-        for epoch, score in sorted(twin.intermediate_values.items()):
-            trial.report(score, epoch)
-        trial.set_user_attr("same_as", twin.number)
-        self.log.append({"trial": trial.number, "epoch": 0, "predicted_ms": round(ms, 4),
-                         "state": f"same as {twin.number}"})
-        # a stopped twin is told as stopped without a value (Optuna takes its last reported score)
-        return twin.state, twin.value if twin.state == optuna.trial.TrialState.COMPLETE else None
-
-    def suggest(self, trial: optuna.Trial) -> Genotype:
-        params = {key: trial.suggest_categorical(key, choices) for key, _, _, choices in param_space(self.ctx.space)}
-        return genotype_of(self.ctx.space, params, name=f"trial_{trial.number}")
-
-    def draw(self, batch: InTraining | None = None) -> tuple[optuna.Trial, Genotype | None]:
-        """Ask the study for a candidate: (trial, its network to train), or (trial, None) for one not to train: a
-        candidate outside the latency band or a network trained before, told at once, or a network of ``batch`` in
-        training now, added to its waiting trials (:meth:`startup_batch`)."""
-        ctx, h = self.ctx, self.ctx.cfg.halving
-        if self.out_of_draws():  # the main loop stops before this; a start-up batch must not draw on and on
-            raise self.out_of_draws_error()
-        self.draws += 1
-        trial = self.study.ask()
-        g = self.suggest(trial)
-        ms = ctx.table.predict(g, ctx.space).total_ms
-        trial.set_user_attr("predicted_ms", ms)
-        if self.budget_ms is not None:  # TPE models the feasible region (<= 0 is within [floor * T, T])
-            outside = max(ms - self.budget_ms, h.floor * self.budget_ms - ms)
-            trial.set_constraint("latency_outside_budget_ms", outside)
-            if outside > 0:
-                trial.set_user_attr("excess_ms", outside)
-                self.log.append({"trial": trial.number, "epoch": 0, "predicted_ms": ms,
-                                 "state": "over budget" if ms > self.budget_ms else "under floor"})
-                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                return trial, None
-        key = json.dumps(g.nodes)  # the pruned network: parameters of nodes it leaves out do not change it
-        trial.set_user_attr("network", key)
-        if batch is not None and key in batch.pending:  # in training now: told its scores once they are known
-            trial.set_user_attr("same_as", batch.pending[key])
-            batch.waiting.append((trial, batch.pending[key]))
-            return trial, None
-        twin = self.trained_twin(key)
-        if twin is not None:  # training it again (same seed, same crops) would repeat the twin's numbers
-            state, value = self.replay(trial, twin, ms)
-            self.study.tell(trial, value, state=state)
-            return trial, None
-        return trial, g
 
     def evaluate(self, trial: optuna.Trial, g: Genotype) -> tuple[optuna.trial.TrialState, float | None]:
         """Train the trial's candidate epoch by epoch until the pruner stops it or ``max_epochs``."""
