@@ -54,7 +54,7 @@ class Proposals:
     def draw(self, batch: InTraining | None = None) -> tuple[optuna.Trial, Genotype | None]:
         """Ask the study for a candidate: (trial, its network to train), or (trial, None) for one not to train: a
         candidate outside the latency band or a network trained before, told at once, or a network of ``batch`` in
-        training now, added to its waiting trials (:meth:`startup_batch`)."""
+        training now, added to its waiting trials (:meth:`hnanas.search.startup.StartupBatch.startup_batch`)."""
         ctx, h = self.ctx, self.ctx.cfg.halving
         if self.out_of_draws():  # the main loop stops before this; a start-up batch must not draw on and on
             raise self.out_of_draws_error()
