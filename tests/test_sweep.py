@@ -88,6 +88,23 @@ def test_sweep_records_failures_continues_and_reruns(assets, tmp_path, fake_poin
     assert len(calls) == 4 and len(load(cfg).get_trials()) == 4
 
 
+def test_a_claim_creates_its_trial_running_with_its_point_not_through_the_queue(assets, tmp_path):
+    """Each claim makes its own RUNNING trial in one insert: a trial someone left in Optuna's queue is not taken
+    (with several workers, asking from the queue could pop another worker's trial and strand one WAITING)."""
+    cfg = sweep_config(assets, tmp_path / "runs", "q", "0.3,1")
+    study = st.open_study(cfg.storage_url, cfg.study, cfg.signature())
+    study.enqueue_trial({"latency_weight": 1.0})  # e.g. a stranded one from before
+    claimed = sw._claim(study, cfg, set())
+    trial, point, run_dir = claimed
+    frozen = load(cfg).get_trials()
+    assert [t.state for t in frozen] == [TrialState.WAITING, TrialState.RUNNING] and point.value == 0.3
+    assert frozen[1].params == {"latency_weight": 0.3} and frozen[1].number == trial.number == 1
+    assert frozen[1].user_attrs["point"] == "l0.3" and frozen[1].user_attrs["run_dir"] == str(run_dir)
+    assert frozen[1].user_attrs["worker"] == st.worker_attr() and run_dir.name == "trial_1_l0.3"
+    assert st.serialised(cfg.storage_url) and st.serialised("postgresql+psycopg://u@h/db")
+    assert not st.serialised("mysql+pymysql://u@h/db")
+
+
 def test_interrupted_trials_are_rerun_in_their_folder(assets, tmp_path, fake_points):
     _, calls = fake_points
     cfg = sweep_config(assets, tmp_path / "runs", "i", "0.3,1,3", "--stale-after", "60")

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -33,6 +34,7 @@ from _helpers import synthetic_table
 from hnanas.data.synthetic import SynthParams, write_synthetic
 from hnanas.nas.space import load_space
 from hnanas.runs import load_checkpoint
+from hnanas.sweep import study as st
 
 REPO = Path(__file__).resolve().parents[1]
 URL = os.environ.get("HNANAS_TEST_POSTGRES", "")
@@ -172,11 +174,9 @@ def test_three_workers_on_postgres_one_killed(postgres, tmp_path):
     trials = study.get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(t.params["latency_weight"] for t in done) == [0, 0.01, 0.03, 0.1, 0.3, 1]  # each exactly once
-    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED}
-    for t in (t for t in trials if t.state == TrialState.PRUNED):  # a claim that lost to an earlier one
-        assert "duplicate_of" in t.user_attrs or "skipped" in t.user_attrs
-        folder = t.user_attrs.get("run_dir")  # it ran nothing: its folder is the owner's or was never made
-        assert folder is None or folder in {d.user_attrs["run_dir"] for d in done} or not (tmp_path / folder).exists()
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.FAIL}  # none left WAITING or RUNNING
+    # claims hold the server's advisory lock: no worker ever created a second trial for a point that had one
+    assert not [t.number for t in trials if t.state == TrialState.PRUNED]
     # the killed trial: found stale by its heartbeat (marked FAIL, no error of its own), finished elsewhere
     dead = trials[killed]
     assert dead.state == TrialState.FAIL and "error" not in dead.user_attrs
@@ -192,3 +192,50 @@ def test_three_workers_on_postgres_one_killed(postgres, tmp_path):
     assert [t.state for t in reference] == [TrialState.COMPLETE] * 6
     assert_same(results(done, tmp_path), results(reference, tmp_path))
     print(f"3 workers on PostgreSQL, trial {killed} of {killed_host} killed: {time.monotonic() - start:.0f} s")
+
+
+def test_claims_on_postgres_hold_an_advisory_lock_the_server_frees_if_its_worker_dies(postgres):
+    assert st.serialised(postgres)
+    order, held = [], threading.Event()
+
+    def first() -> None:
+        with st.storage_lock(postgres):
+            held.set()
+            time.sleep(0.5)
+            order.append("first out")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    held.wait(10)
+    with st.storage_lock(postgres):  # another session: waits for the first to let go
+        order.append("second in")
+    thread.join()
+    assert order == ["first out", "second in"]
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from hnanas.sweep import study as st\n"
+                               "with st.storage_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)",
+                               postgres], env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert not lock_is_free(postgres)
+        holder.send_signal(signal.SIGKILL)  # a worker killed inside its claim must not block the others
+        holder.wait()
+        deadline = time.monotonic() + 30
+        while not lock_is_free(postgres):
+            assert time.monotonic() < deadline, "the killed worker's lock was never freed"
+            time.sleep(0.1)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def lock_is_free(url: str) -> bool:
+    """Whether another session can take the sweep's advisory lock now (it lets go at once if so)."""
+    import sqlalchemy
+
+    with sqlalchemy.create_engine(url).connect() as conn:
+        free = conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": st.PG_LOCK_KEY}).scalar()
+        if free:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": st.PG_LOCK_KEY})
+        return bool(free)

@@ -98,7 +98,7 @@ class TrialOutcome:
 
     number: int
     point: str
-    state: str  # complete | failed | duplicate | skipped | unrecorded
+    state: str  # complete | failed | duplicate | unrecorded
     run_dir: str = ""
     values: list[float] | None = None
     error: str = ""
@@ -182,35 +182,28 @@ def run_point(cfg: SweepConfig, point: st.SweepPoint, run_dir: Path) -> tuple[li
 
 # ---------------------------------------------------------------------------------------------- the loop
 def _claim(study, cfg: SweepConfig, attempted: set[str]):
-    """Under the storage lock: fail stale trials, pick the first point to run, create its trial."""
-    from optuna.trial import TrialState
-
+    """Under the storage lock: fail stale trials, pick the first point to run, create its trial. Returns (trial,
+    point, run folder), or None when no point is left to claim."""
     with st.storage_lock(cfg.storage_url):
         st.fail_stale_trials(study, cfg.stale_after)
         trials = study.get_trials(deepcopy=False)
         for point in cfg.points:
-            state, _ = st.point_state(trials, point, cfg.stale_after)
+            state, last = st.point_state(trials, point, cfg.stale_after)
             if point.key not in attempted and (state == "pending" or (state == "failed" and cfg.retry_failed)):
                 break
         else:
             return None
-        trial = st.create_trial(study, point)
-        got = next((p for p in cfg.points if p.matches(trial)), None)  # a queued trial may be another's point
-        if got is None:
-            trial.set_user_attr("skipped", "its parameters are not a point of this sweep")
-            study.tell(trial, state=TrialState.PRUNED)
-            return trial, None, None
-        state, last = st.point_state(trials, got, cfg.stale_after)
         previous = Path(last.user_attrs["run_dir"]) if last is not None and state == "pending" and \
             last.user_attrs.get("run_dir") else None
-        run_dir = previous if previous is not None and previous.is_dir() else \
-            cfg.study_dir / f"trial_{trial.number}_{got.key}"
-        for key, value in {"worker": st.worker_attr(), "heartbeat": time.time(), "point": got.key,
-                           "run_dir": str(run_dir)}.items():
-            trial.set_user_attr(key, value)
+        if previous is not None and not previous.is_dir():
+            previous = None
+        trial = st.create_trial(study, point, {"worker": st.worker_attr(), "heartbeat": time.time(),
+                                               "point": point.key})
+        run_dir = previous or cfg.study_dir / f"trial_{trial.number}_{point.key}"
+        trial.set_user_attr("run_dir", str(run_dir))
         if previous is not None:
             trial.set_user_attr("retry_of", last.number)
-        return trial, got, run_dir
+        return trial, point, run_dir
 
 
 def _run_trial(study, cfg: SweepConfig, trial, point: st.SweepPoint, run_dir: Path) -> TrialOutcome:
@@ -263,7 +256,7 @@ def run_sweep(cfg: SweepConfig, max_trials: int | None = None, *, report: bool =
     study = st.open_study(cfg.storage_url, cfg.study, cfg.signature())
     outcomes: list[TrialOutcome] = []
     attempted: set[str] = set()
-    while max_trials is None or sum(o.state not in ("duplicate", "skipped") for o in outcomes) < max_trials:
+    while max_trials is None or sum(o.state != "duplicate" for o in outcomes) < max_trials:
         claim = _claim(study, cfg, attempted)
         if claim is None:
             points = [p for p in cfg.points if p.key not in attempted]
@@ -272,10 +265,7 @@ def run_sweep(cfg: SweepConfig, max_trials: int | None = None, *, report: bool =
                 continue
             break
         trial, point, run_dir = claim
-        if point is None:
-            outcomes.append(TrialOutcome(trial.number, "?", "skipped"))
-            continue
-        if st.sqlite_file(cfg.storage_url) is None:
+        if not st.serialised(cfg.storage_url):
             time.sleep(st.SETTLE_S)  # let concurrent claims on a server land before checking who owns the point
         won = st.owner(study.get_trials(deepcopy=False), point, cfg.stale_after)
         if won is not None and won.number != trial.number:

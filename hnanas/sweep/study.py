@@ -4,9 +4,12 @@ live workers from dead ones.
 Any Optuna storage URL works (``sqlite:///runs/S.db``, ``postgresql://user:pw@host/db``, ``mysql://...``), so
 workers on several machines can share one study. A *point* (one λ or one target) is claimed by creating a trial
 with its value as the parameter; the lowest-numbered live trial of a point owns it and any later one stands down
-(``PRUNED``, user attr ``duplicate_of``). On SQLite, claims are serialised by a lock file beside the database, so
-local workers never even create duplicates; on a database server, a claim is confirmed after a short settling
-delay (``SETTLE_S``), after which every worker sees the same trials.
+(``PRUNED``, user attr ``duplicate_of``). Claims are serialised on SQLite by a lock file beside the database and on
+PostgreSQL by a server-side advisory lock, so workers never even create duplicates; on another server, a claim is
+confirmed after a short settling delay (``SETTLE_S``), after which every worker sees the same trials. A claim creates
+its trial RUNNING with the point as its parameter in one insert, never through Optuna's queue of WAITING trials:
+with several workers, one ``ask`` could pop another's enqueued trial and leave its own queued (Optuna's trial cache
+can miss a trial whose insert commits late).
 
 Liveness: a running trial records its worker (host, pid, process start time) and refreshes a ``heartbeat``
 user attr every ``HEARTBEAT_S`` (more often for a short ``stale_after``: :func:`heartbeat_interval`). A RUNNING
@@ -25,7 +28,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -76,23 +78,62 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+PG_LOCK_KEY = 0x686E616E6173  # "hnanas": the advisory lock of sweep claims on a PostgreSQL server
+
+
+def serialised(url: str) -> bool:
+    """Whether :func:`storage_lock` really excludes other workers for this storage (else claims settle)."""
+    return sqlite_file(url) is not None or url.split(":", 1)[0].split("+")[0] == "postgresql"
+
+
 @contextlib.contextmanager
 def storage_lock(url: str) -> Iterator[None]:
-    """Exclusive among local processes for a SQLite storage (a lock file beside it); a no-op for servers,
-    whose own transactions keep trial creation consistent."""
+    """Exclusive among the workers of a storage: a lock file beside a SQLite database (local processes), a
+    session-level advisory lock on a PostgreSQL server (any machine; the server frees it if the worker dies); a
+    no-op for other servers, whose claims settle instead (:data:`SETTLE_S`)."""
     path = sqlite_file(url)
-    if path is None:
-        yield
-        return
-    import fcntl
+    if path is not None:
+        import fcntl
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    elif serialised(url):
+        import sqlalchemy
+        from sqlalchemy.pool import NullPool
+
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            conn = sqlalchemy.create_engine(url, poolclass=NullPool).connect()
+        except Exception as exc:  # noqa: BLE001 - a missing driver or an unreachable server
+            raise _open_error(url, exc) from None
+        with conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+                conn.commit()
+    else:
+        yield
+
+
+def _open_error(url: str, exc: Exception) -> HnanasError:
+    """The one-line error for a storage that cannot be opened: its driver is missing, or the URL or server is bad."""
+    if isinstance(exc, ImportError):
+        cause, module = exc, None
+        while cause is not None and module is None:  # Optuna re-raises the driver's ImportError as its own
+            module = getattr(cause, "name", None)
+            cause = cause.__cause__ or cause.__context__
+        hint = DRIVERS.get((module or "").split(".")[0], "pip install 'hnanas[postgres]' for PostgreSQL, pymysql "
+                                                         "for MySQL")
+        return HnanasError(f"--storage {url}: its database driver{f' ({module})' if module else ''} is not "
+                           f"installed; {hint}")
+    return HnanasError(f"--storage {url}: cannot open it ({type(exc).__name__}: {str(exc).splitlines()[0]})")
 
 
 def _storage(url: str):
@@ -102,18 +143,8 @@ def _storage(url: str):
         if sqlite_file(url) is not None:  # wait for the writer instead of failing with "database is locked"
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
         return optuna.storages.get_storage(url)
-    except ImportError as exc:
-        cause, module = exc, None
-        while cause is not None and module is None:  # Optuna re-raises the driver's ImportError as its own
-            module = getattr(cause, "name", None)
-            cause = cause.__cause__ or cause.__context__
-        hint = DRIVERS.get((module or "").split(".")[0], "pip install 'hnanas[postgres]' for PostgreSQL, pymysql "
-                                                         "for MySQL")
-        raise HnanasError(f"--storage {url}: its database driver{f' ({module})' if module else ''} is not "
-                          f"installed; {hint}") from None
     except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna raise many kinds for a bad URL or server
-        raise HnanasError(f"--storage {url}: cannot open it ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-                          ) from None
+        raise _open_error(url, exc) from None
 
 
 def open_study(url: str, name: str, signature: dict):
@@ -264,11 +295,16 @@ def owner(trials: Sequence, point: SweepPoint, stale_after: float):
     return min(live, key=lambda t: t.number) if live else None
 
 
-def create_trial(study, point: SweepPoint):
-    """A new RUNNING trial whose parameter is ``point``'s value (enqueued, then taken from the queue)."""
+def create_trial(study, point: SweepPoint, user_attrs: dict | None = None):
+    """A new RUNNING trial whose parameter is ``point``'s value (with ``user_attrs``), created by one insert."""
+    import optuna
     from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
 
-    study.enqueue_trial({point.param: point.value})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return study.ask(fixed_distributions={point.param: FloatDistribution(PARAM_LOW, PARAM_HIGH)})
+    template = optuna.trial.create_trial(
+        state=TrialState.RUNNING, params={point.param: point.value},
+        distributions={point.param: FloatDistribution(PARAM_LOW, PARAM_HIGH)}, user_attrs=user_attrs or {})
+    # Study.add_trial does the same insert but does not say which trial it made; Study.ask would take it from the
+    # shared queue, where another worker's ask may take it first
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return optuna.Trial(study, trial_id)
